@@ -1,0 +1,46 @@
+// The standalone HTTP listener of a server element (whipserversrc /
+// whepserversink with port != 0): a SoupServer on its own thread and
+// GMainContext that turns each request on `path` (e.g. "/whip") and
+// `path/<session>` into a "handle-request" call on the element, and the
+// element's response back into HTTP (Location, ETag, CORS, protocol-version).
+#pragma once
+
+#include <gst/gst.h>
+
+#include <memory>
+#include <string>
+
+namespace whipwhep {
+
+// Headers every WHIP/WHEP response carries, for the listener and the server.
+extern const char *const kProtocolVersion;
+extern const char *const kExposeHeaders;
+extern const char *const kAllowHeaders;
+extern const char *const kAllowMethods;
+
+class HttpListener {
+ public:
+  struct Options {
+    std::string address = "127.0.0.1";
+    guint port = 0;            // 0: pick a free port (see port())
+    std::string path = "/whip";
+    gsize max_body = 256 * 1024;  // larger bodies get 413 before being read
+  };
+
+  // Starts the listener thread; nullptr and *error on failure (e.g. the port
+  // is in use). `element` must outlive the listener (the element owns it).
+  static std::unique_ptr<HttpListener> start(GstElement *element, const Options &opts,
+                                             std::string *error);
+  ~HttpListener();  // stops accepting, ends the thread
+
+  guint port() const;
+  HttpListener(const HttpListener &) = delete;
+  HttpListener &operator=(const HttpListener &) = delete;
+
+ private:
+  HttpListener() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace whipwhep

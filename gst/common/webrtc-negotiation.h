@@ -1,0 +1,47 @@
+// Promise plumbing around webrtcbin's offer/answer, written once so that no
+// element blocks on a promise or forgets to check a reply for "error".
+//
+// All callbacks run on webrtcbin's operation thread or on the signalling
+// thread (gathering timeout): they must not block and must not change element
+// states (use gst_element_call_async for that).
+#pragma once
+
+#include <gst/gst.h>
+#include <gst/sdp/sdp.h>
+
+#include <functional>
+#include <string>
+
+namespace whipwhep {
+
+// ok = true: `text` is the SDP; ok = false: `text` says what failed.
+using SdpCallback = std::function<void(bool ok, std::string text)>;
+// Runs between set-remote-description and create-answer (on webrtcbin's
+// thread): the place to set transceiver directions and codec preferences.
+// Returns an empty string, or the reason the offer cannot be answered.
+using PrepareAnswer = std::function<std::string()>;
+
+// set-remote-description(offer) -> prepare() -> create-answer ->
+// set-local-description -> ICE gathering complete (or gather_timeout_ms) ->
+// done(true, local SDP with candidates). `offer` is taken (transfer full).
+void answer_offer(GstElement *webrtcbin, GstSDPMessage *offer, PrepareAnswer prepare,
+                  SdpCallback done, guint gather_timeout_ms = 2000);
+
+// create-offer -> set-local-description -> gathering complete -> done(sdp).
+void make_offer(GstElement *webrtcbin, SdpCallback done, guint gather_timeout_ms = 2000);
+
+// set-remote-description(answer) -> done(true, "") or done(false, reason).
+// `answer` is taken (transfer full).
+void apply_answer(GstElement *webrtcbin, GstSDPMessage *answer, SdpCallback done);
+
+// Calls fn exactly once when webrtcbin's ice-gathering-state is complete or
+// after timeout_ms, whichever comes first.
+void when_gathering_complete(GstElement *webrtcbin, guint timeout_ms, std::function<void()> fn);
+
+// The current local description as SDP text ("" if none).
+std::string local_description_text(GstElement *webrtcbin);
+
+// Parse SDP text; nullptr + reason on failure.
+GstSDPMessage *parse_sdp(const std::string &text, std::string *error);
+
+}  // namespace whipwhep

@@ -1,0 +1,32 @@
+// gtest main for every test binary: the gst-check equivalent. Initialises
+// GStreamer (the plugin comes from the build tree through GST_PLUGIN_PATH,
+// set by tests/meson.build) and turns GLib criticals into test failures.
+#include <gst/gst.h>
+#include <gtest/gtest.h>
+
+namespace {
+
+void log_handler(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer) {
+  g_log_default_handler(domain, level, message, nullptr);
+  if (level & (G_LOG_LEVEL_CRITICAL | G_LOG_FLAG_FATAL))
+    ADD_FAILURE() << "GLib critical in " << (domain ? domain : "?") << ": " << message;
+}
+
+class GstEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    gst_init(nullptr, nullptr);
+    g_log_set_default_handler(log_handler, nullptr);
+    g_log_set_handler("GStreamer", GLogLevelFlags(G_LOG_LEVEL_CRITICAL), log_handler, nullptr);
+    g_log_set_handler("GLib-GObject", GLogLevelFlags(G_LOG_LEVEL_CRITICAL), log_handler, nullptr);
+    g_log_set_handler("GLib", GLogLevelFlags(G_LOG_LEVEL_CRITICAL), log_handler, nullptr);
+  }
+};
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  ::testing::AddGlobalTestEnvironment(new GstEnvironment());
+  return RUN_ALL_TESTS();
+}
