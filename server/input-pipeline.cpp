@@ -1,0 +1,153 @@
+#include "input-pipeline.h"
+
+GST_DEBUG_CATEGORY_STATIC(input_pipeline_debug);
+#define GST_CAT_DEFAULT input_pipeline_debug
+
+namespace server {
+
+namespace {
+
+bool has_property(GstElement *element, const char *name) {
+  return element && g_object_class_find_property(G_OBJECT_GET_CLASS(element), name) != nullptr;
+}
+
+// Properties the elements may name a live publisher by. The first one the
+// source has wins (see whipserversrc).
+constexpr const char *kPublisherProperties[] = {"publisher-connected", "connected"};
+
+}  // namespace
+
+InputPipeline::InputPipeline(std::string uid, Callbacks callbacks)
+    : uid_(std::move(uid)), callbacks_(std::move(callbacks)) {}
+
+std::unique_ptr<InputPipeline> InputPipeline::create(const std::string &uid,
+                                                     const Config &config, Callbacks callbacks,
+                                                     GError **error) {
+  static gsize debug_once = 0;
+  if (g_once_init_enter(&debug_once)) {
+    GST_DEBUG_CATEGORY_INIT(input_pipeline_debug, "whip-server", 0, "whipwhep-server pipelines");
+    g_once_init_leave(&debug_once, 1);
+  }
+
+  std::unique_ptr<InputPipeline> self(new InputPipeline(uid, std::move(callbacks)));
+  // The template was validated at start-up; it is operator text, never
+  // anything from a request.
+  self->pipeline_ = gobj::sink(gst_parse_launch_full(config.pipeline_template.c_str(), nullptr,
+                                                     GST_PARSE_FLAG_FATAL_ERRORS, error));
+  if (!self->pipeline_ || !GST_IS_PIPELINE(self->pipeline_.get())) {
+    if (self->pipeline_) {
+      g_set_error(error, GST_CORE_ERROR, GST_CORE_ERROR_FAILED,
+                  "pipeline template did not produce a pipeline");
+      gst_element_set_state(self->pipeline_.get(), GST_STATE_NULL);
+    }
+    return nullptr;
+  }
+  g_autofree gchar *name = g_strdup_printf("live-input-%s", uid.c_str());
+  gst_object_set_name(GST_OBJECT(self->pipeline_.get()), name);
+
+  GstBin *bin = GST_BIN(self->pipeline_.get());
+  self->src_ = gobj::adopt(gst_bin_get_by_name(bin, kSourceName));
+  self->sink_ = gobj::adopt(gst_bin_get_by_name(bin, kSinkName));
+  if (!self->src_ || !self->sink_) {
+    g_set_error(error, GST_CORE_ERROR, GST_CORE_ERROR_FAILED,
+                "pipeline template lacks \"%s\" or \"%s\"", kSourceName, kSinkName);
+    gst_element_set_state(self->pipeline_.get(), GST_STATE_NULL);
+    return nullptr;
+  }
+  self->configure_element(self->src_.get(), config);
+  self->configure_element(self->sink_.get(), config);
+  if (has_property(self->sink_.get(), "max-viewers"))
+    g_object_set(self->sink_.get(), "max-viewers", config.limits.max_viewers_per_input, nullptr);
+
+  gobj::Ref<GstBus> bus = gobj::adopt(gst_element_get_bus(self->pipeline_.get()));
+  // The watch is on the thread-default context: the server's main context.
+  self->bus_watch_ = gst_bus_add_watch(bus.get(), &InputPipeline::on_bus_message, self.get());
+
+  if (gst_element_set_state(self->pipeline_.get(), GST_STATE_PLAYING) ==
+      GST_STATE_CHANGE_FAILURE) {
+    g_set_error(error, GST_CORE_ERROR, GST_CORE_ERROR_STATE_CHANGE,
+                "the live input's pipeline failed to start");
+    return nullptr;  // the destructor sets it back to NULL
+  }
+  GST_INFO("live input %s: pipeline started", uid.c_str());
+  return self;
+}
+
+void InputPipeline::configure_element(GstElement *element, const Config &config) {
+  // Embedded use: the server owns the only listener.
+  if (has_property(element, "port")) g_object_set(element, "port", 0u, nullptr);
+  if (has_property(element, "ice-addresses"))
+    g_object_set(element, "ice-addresses", config.ice_addresses.c_str(), nullptr);
+}
+
+InputPipeline::~InputPipeline() {
+  if (bus_watch_) g_source_remove(bus_watch_);
+  // NULL closes every WebRTC session of the input (publisher and viewers)
+  // and finalises whatever the template writes (muxers, files).
+  if (pipeline_) gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
+  GST_INFO("live input %s: pipeline stopped", uid_.c_str());
+}
+
+gboolean InputPipeline::on_bus_message(GstBus *, GstMessage *msg, gpointer data) {
+  auto *self = static_cast<InputPipeline *>(data);
+  if (GST_MESSAGE_TYPE(msg) != GST_MESSAGE_ERROR) return G_SOURCE_CONTINUE;
+  g_autoptr(GError) err = nullptr;
+  g_autofree gchar *debug = nullptr;
+  gst_message_parse_error(msg, &err, &debug);
+  // Errors from one session's webrtcbin are the element's to handle; an
+  // ERROR reaching the pipeline bus means the input's media path is broken.
+  g_warning("live input %s: pipeline error from %s: %s", self->uid_.c_str(),
+            GST_MESSAGE_SRC_NAME(msg), err ? err->message : "?");
+  GST_DEBUG("debug info: %s", debug ? debug : "");
+  if (!self->failed_ && self->callbacks_.failed) {
+    self->failed_ = true;
+    // Not from inside the watch: the owner destroys us, which removes it.
+    std::string reason = err ? err->message : "pipeline error";
+    auto cb = self->callbacks_.failed;
+    g_idle_add_full(
+        G_PRIORITY_DEFAULT,
+        +[](gpointer d) -> gboolean {
+          auto *pair =
+              static_cast<std::pair<std::function<void(const std::string &)>, std::string> *>(d);
+          pair->first(pair->second);
+          return G_SOURCE_REMOVE;
+        },
+        new std::pair<std::function<void(const std::string &)>, std::string>(cb, reason),
+        +[](gpointer d) {
+          delete static_cast<std::pair<std::function<void(const std::string &)>, std::string> *>(
+              d);
+        });
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+void InputPipeline::submit_publish(const whipwhep::HttpRequest &req,
+                                   whipwhep::ResponseCallback done) {
+  whipwhep::submit_request(src_.get(), req, g_main_context_get_thread_default(), std::move(done));
+}
+
+void InputPipeline::submit_play(const whipwhep::HttpRequest &req,
+                                whipwhep::ResponseCallback done) {
+  whipwhep::submit_request(sink_.get(), req, g_main_context_get_thread_default(),
+                           std::move(done));
+}
+
+guint InputPipeline::viewer_count() const {
+  if (!has_property(sink_.get(), "viewer-count")) return 0;
+  guint n = 0;
+  g_object_get(sink_.get(), "viewer-count", &n, nullptr);
+  return n;
+}
+
+std::optional<bool> InputPipeline::publisher_live() const {
+  for (const char *name : kPublisherProperties) {
+    GParamSpec *p = g_object_class_find_property(G_OBJECT_GET_CLASS(src_.get()), name);
+    if (!p || p->value_type != G_TYPE_BOOLEAN) continue;
+    gboolean live = FALSE;
+    g_object_get(src_.get(), name, &live, nullptr);
+    return live != FALSE;
+  }
+  return std::nullopt;
+}
+
+}  // namespace server
