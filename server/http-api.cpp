@@ -2,6 +2,7 @@
 
 #include "common/http-listener.h"
 #include "common/ice.h"
+#include "static-files.h"
 
 namespace server {
 
@@ -212,6 +213,7 @@ void HttpApi::on_request(SoupServer *, SoupServerMessage *msg, const char *path,
     self->handle_media(msg, s[0], s[2] == "publish", s.size() == 4 ? s[3] : std::string());
     return;
   }
+  if (serve_static(msg, path, self->account_id_)) return;  // the web pages
   self->reply_text(msg, 404, "nothing here: WHIP is POST /{secret}/webRTC/publish, WHEP is "
                              "POST /{uid}/webRTC/play, the API is under /client/v4/accounts/");
 }
