@@ -58,7 +58,11 @@ std::string HttpApi::api_base_path() const {
 }
 
 bool HttpApi::listen(GError **error) {
-  server_ = gobj::adopt(soup_server_new("server-header", "whipwhep-server ", nullptr));
+  // raw-paths: we see the path as sent, so "%2F", "%2E%2E" and friends stay
+  // inside one segment and simply fail to be an id (404), rather than being
+  // decoded into new segments.
+  server_ = gobj::adopt(
+      soup_server_new("server-header", "whipwhep-server ", "raw-paths", TRUE, nullptr));
   soup_server_add_early_handler(server_.get(), nullptr, &HttpApi::on_early, this, nullptr);
   soup_server_add_handler(server_.get(), nullptr, &HttpApi::on_request, this, nullptr);
   g_autoptr(GSocketAddress) addr =

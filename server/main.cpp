@@ -70,8 +70,7 @@ void print_ready(const server::Config &config, const std::string &api_base,
                  const std::string &account_id, const std::string &token_display,
                  const std::string &token_for_curl) {
   const std::string inputs = api_base + "/live_inputs";
-  g_print("whipwhep-server " WHIPWHEP_VERSION " ready: API %s (WHIP/WHEP on %s)\n", api_base.c_str(),
-          config.public_url.c_str());
+  g_print("whipwhep-server " WHIPWHEP_VERSION "\n");
   g_print("  account id: %s\n", account_id.c_str());
   g_print("  API token:  %s\n", token_display.c_str());
   g_print("  create a live input:\n"
@@ -84,6 +83,9 @@ void print_ready(const server::Config &config, const std::string &api_base,
   g_print("  play from its result.webRTCPlayback.url (WHEP):\n"
           "    gst-launch-1.0 whepsrc whep-endpoint=WEBRTC_PLAYBACK_URL ! rtpvp8depay ! "
           "vp8dec ! videoconvert ! autovideosink\n");
+  // Last, so that whoever waits for it has everything above too.
+  g_print("whipwhep-server ready: API %s (WHIP/WHEP on %s, account %s)\n", api_base.c_str(),
+          config.public_url.c_str(), account_id.c_str());
   fflush(stdout);
 }
 
