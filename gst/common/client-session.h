@@ -1,0 +1,83 @@
+// One WHIP/WHEP client session around one webrtcbin, shared by whipsink and
+// whepsrc: ICE configuration, offer -> POST -> answer, Link ICE servers,
+// DELETE on end, and every failure (HTTP status, transport, ICE/DTLS,
+// connect timeout) turned into ONE element error on the owner.
+//
+// Threads: negotiate()/end_async() never block; end_sync() waits at most the
+// timeout (for change_state). Callbacks hold the session by shared_ptr and
+// the owner by GWeakRef, so they are safe after the element is gone.
+#pragma once
+
+#include <gst/gst.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "gobj.h"
+#include "http-client.h"
+
+namespace whipwhep {
+
+struct ClientConfig {
+  std::string protocol = "WHIP";  // for messages: "WHIP" or "WHEP"
+  std::string endpoint;
+  std::string auth_token;
+  std::string stun_server;
+  std::string turn_server;
+  std::string ice_addresses;  // comma-separated
+  bool use_link_headers = true;
+  guint timeout_s = 10;
+};
+
+class ClientSession : public std::enable_shared_from_this<ClientSession> {
+ public:
+  // Validates the config and applies configure_ice() to `webrtcbin` (before
+  // it gathers). nullptr + *error (a settings problem) on failure.
+  static std::shared_ptr<ClientSession> create(GstElement *owner, GstElement *webrtcbin,
+                                               const ClientConfig &config, std::string *error);
+  ~ClientSession();
+  ClientSession(const ClientSession &) = delete;
+  ClientSession &operator=(const ClientSession &) = delete;
+
+  // create-offer -> gathering complete -> POST -> set-remote-description.
+  // Runs once; later calls do nothing.
+  void negotiate();
+  // DELETE the session resource, if any, without waiting (EOS, error).
+  void end_async();
+  // DELETE and wait for the answer, at most the timeout; then stop reacting
+  // to webrtcbin (change_state PAUSED->READY).
+  void end_sync();
+  // Post one element error on the owner (only the first failure is posted)
+  // and DELETE the session.
+  void fail(GQuark domain, gint code, const std::string &message, const std::string &debug,
+            guint http_status = 0);
+
+  std::string resource_url() const;
+  bool connected() const { return connected_.load(); }
+
+ private:
+  ClientSession() = default;
+  void on_offer(bool ok, std::string sdp);
+  void on_post_answer(HttpResult r);
+  void on_connection_state();
+  void start_connect_timer();
+
+  GWeakRef owner_;
+  gobj::Ref<GstElement> webrtcbin_;
+  ClientConfig config_;
+  std::unique_ptr<HttpClient> http_;
+  gulong state_handler_ = 0;
+  gulong ice_handler_ = 0;
+
+  mutable std::mutex lock_;
+  std::string resource_url_;
+  std::string etag_;
+  bool negotiating_ = false;
+  std::atomic<bool> failed_{false};
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> connected_{false};
+};
+
+}  // namespace whipwhep
