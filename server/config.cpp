@@ -42,6 +42,18 @@ bool get_list(GKeyFile *kf, const char *group, const char *key, std::vector<std:
   return true;
 }
 
+bool get_bool(GKeyFile *kf, const char *group, const char *key, bool *out, GError **error) {
+  if (!g_key_file_has_key(kf, group, key, nullptr)) return true;
+  GError *local = nullptr;
+  const gboolean v = g_key_file_get_boolean(kf, group, key, &local);
+  if (local) {
+    g_propagate_error(error, local);
+    return false;
+  }
+  *out = v != FALSE;
+  return true;
+}
+
 template <class T>
 bool get_uint(GKeyFile *kf, const char *group, const char *key, T *out, guint64 min,
               guint64 max, const std::string &origin, GError **error) {
@@ -132,6 +144,7 @@ bool load_config_data(const std::string &data, const std::string &origin, Config
             get_uint(kf, "limits", "max-meta-bytes", &c.limits.max_meta_bytes, 16, 1024 * 1024,
                      origin, &local) &&
             get_list(kf, "cors", "allowed-origins", &c.cors_origins, &local) &&
+            get_bool(kf, "whip", "replace-publisher", &c.replace_publisher, &local) &&
             get_string(kf, "pipeline", "template", &c.pipeline_template, &local);
   if (ok && !listen.empty()) ok = parse_listen(listen, &c.listen_host, &c.listen_port, &local);
   if (!ok) {

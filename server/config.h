@@ -34,6 +34,7 @@ struct Config {
   std::vector<IceServer> ice_servers;   // advertised in Link headers
   Limits limits;
   std::vector<std::string> cors_origins = {"*"};
+  bool replace_publisher = false;  // a new WHIP publisher replaces the live one (else 409)
   std::string pipeline_template;
 };
 

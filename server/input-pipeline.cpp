@@ -11,9 +11,9 @@ bool has_property(GstElement *element, const char *name) {
   return element && g_object_class_find_property(G_OBJECT_GET_CLASS(element), name) != nullptr;
 }
 
-// Properties the elements may name a live publisher by. The first one the
-// source has wins (see whipserversrc).
-constexpr const char *kPublisherProperties[] = {"publisher-connected", "connected"};
+// whipserversrc's read-only "publishing": a publisher is connected and
+// sending media.
+constexpr const char *kPublisherProperties[] = {"publishing"};
 
 }  // namespace
 
@@ -74,10 +74,37 @@ std::unique_ptr<InputPipeline> InputPipeline::create(const std::string &uid,
 }
 
 void InputPipeline::configure_element(GstElement *element, const Config &config) {
-  // Embedded use: the server owns the only listener.
+  // Embedded use: the server owns the only listener and authorises requests
+  // itself (WHIP by the secret in the URL).
   if (has_property(element, "port")) g_object_set(element, "port", 0u, nullptr);
+  if (has_property(element, "auth-token")) g_object_set(element, "auth-token", "", nullptr);
   if (has_property(element, "ice-addresses"))
     g_object_set(element, "ice-addresses", config.ice_addresses.c_str(), nullptr);
+  if (has_property(element, "replace-publisher"))
+    g_object_set(element, "replace-publisher", config.replace_publisher, nullptr);
+  // The ICE servers advertised to clients serve the server's own sessions
+  // too (first STUN, first TURN), in webrtcbin's URL form.
+  for (const auto &s : config.ice_servers) {
+    const bool stun = g_str_has_prefix(s.url.c_str(), "stun:");
+    const bool turn = g_str_has_prefix(s.url.c_str(), "turn:") ||
+                      g_str_has_prefix(s.url.c_str(), "turns:");
+    const char *prop = stun ? "stun-server" : turn ? "turn-server" : nullptr;
+    if (!prop || !has_property(element, prop)) continue;
+    g_autofree gchar *current = nullptr;
+    g_object_get(element, prop, &current, nullptr);
+    if (current && *current) continue;
+    const auto colon = s.url.find(':');
+    std::string hostport = s.url.substr(colon + 1);
+    hostport = hostport.substr(0, hostport.find('?'));
+    std::string url = s.url.substr(0, colon) + "://";
+    if (turn) {
+      g_autofree gchar *user = g_uri_escape_string(s.username.c_str(), nullptr, FALSE);
+      g_autofree gchar *pass = g_uri_escape_string(s.credential.c_str(), nullptr, FALSE);
+      url += std::string(user) + ":" + pass + "@";
+    }
+    url += hostport;
+    g_object_set(element, prop, url.c_str(), nullptr);
+  }
 }
 
 InputPipeline::~InputPipeline() {

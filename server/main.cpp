@@ -78,8 +78,8 @@ void print_ready(const server::Config &config, const std::string &api_base,
           "application/json' -d '{\"meta\":{\"name\":\"my stream\"}}' %s\n",
           token_for_curl.c_str(), shell_quote(inputs).c_str());
   g_print("  publish to its result.webRTC.url (WHIP):\n"
-          "    gst-launch-1.0 videotestsrc is-live=true ! videoconvert ! vp8enc deadline=1 ! "
-          "rtpvp8pay ! whipsink whip-endpoint=WEBRTC_URL\n");
+          "    gst-launch-1.0 videotestsrc is-live=true ! whipsink name=whip "
+          "whip-endpoint=WEBRTC_URL audiotestsrc is-live=true ! whip.\n");
   g_print("  play from its result.webRTCPlayback.url (WHEP):\n"
           "    gst-launch-1.0 whepsrc whep-endpoint=WEBRTC_PLAYBACK_URL ! rtpvp8depay ! "
           "vp8dec ! videoconvert ! autovideosink\n");
