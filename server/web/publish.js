@@ -150,7 +150,7 @@ async function stopLive(failed = false) {
   $('stop').disabled = true;
   $('go').disabled = false;
   pc?.close();
-  if (session) await session.end();
+  if (session) live.lastDeleteStatus = await session.end();
   if (!failed) {
     setBadge('offline', '');
     $('conn-state').textContent = 'closed';
