@@ -1,0 +1,989 @@
+// whipserversrc: the WHIP server side (RFC 9725). One publisher at a time.
+//
+// Design
+// * One webrtcbin per publisher session, created on POST and removed on
+//   DELETE, on ICE failure or when media stops; the element itself (a live
+//   source bin) stays up.
+// * Each received stream goes webrtcbin.src_N -> depayloader [-> parser] ->
+//   capsfilter (fixed encoded caps). The element's src pads video_%u /
+//   audio_%u are GHOST PADS created for the first publisher and RETARGETED to
+//   the next publisher's chain: no copy, no queue, no extra thread. A pad
+//   probe on each chain's output drops EOS and flushes (a closing DTLS
+//   connection must not end the downstream stream) and everything once the
+//   session is closing, so downstream sees a pause, then the new publisher's
+//   stream-start/caps/segment: never EOS. (A funnel would push EOS when its
+//   last sink pad is released.)
+// * A later publisher must use the same codec on an existing pad: a
+//   different one is answered 422 ("codec change not supported on a live
+//   input") instead of renegotiating downstream mid-stream.
+// * Upstream GstForceKeyUnit on a src pad goes through the ghost pad into
+//   the chain, whose depayloader forwards it into webrtcbin where rtpsession
+//   turns it into RTCP PLI (rate-limited per pad to one per 500 ms). A new
+//   session asks for a keyframe once when its stream appears.
+// * Threads: handle-request may come from any thread and never blocks; the
+//   answer is replied from webrtcbin's thread. webrtcbin callbacks never
+//   change states: sessions are torn down through gst_element_call_async.
+//   A 1 s watchdog on the shared signalling context ends sessions whose ICE
+//   failed or whose media stopped.
+#include "whipserversrc.h"
+
+#include <gst/video/video.h>
+#include <gst/webrtc/webrtc.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "elements.h"
+#include "gobj.h"
+#include "http-listener.h"
+#include "http-types.h"
+#include "ice.h"
+#include "sdp-codecs.h"
+#include "signalling-context.h"
+#include "webrtc-negotiation.h"
+
+GST_DEBUG_CATEGORY_STATIC(whipserversrc_debug);
+#define GST_CAT_DEFAULT whipserversrc_debug
+
+struct _GstWhipwhepWhipServerSrc;
+
+namespace {
+
+using namespace whipwhep;
+
+constexpr const char *kDefaultAddress = "127.0.0.1";
+constexpr guint kDefaultLatencyMs = 40;
+constexpr gint64 kKeyframeMinIntervalUs = 500 * 1000;
+constexpr gint64 kNoMediaAtStartUs = 10 * G_USEC_PER_SEC;   // answer -> first RTP
+constexpr gint64 kMediaStoppedUs = 15 * G_USEC_PER_SEC;     // last RTP -> gone
+constexpr gint64 kIceDisconnectedUs = 8 * G_USEC_PER_SEC;   // disconnected -> gone
+
+struct Settings {
+  std::string address = kDefaultAddress;
+  guint port = 0;
+  std::string auth_token;
+  std::string ice_addresses;
+  std::string stun_server;
+  std::string turn_server;
+  guint latency = kDefaultLatencyMs;
+  bool replace_publisher = false;
+};
+
+// What we answer for one m-line of the offer.
+struct MlinePlan {
+  bool accepted = false;
+  std::string output;  // "video_0"
+  CodecChoice codec;
+};
+
+// A persistent src pad of the element.
+struct Output {
+  std::string encoding;
+  gobj::Ref<GstPad> ghost;
+  std::atomic<gint64> last_keyframe_request{0};
+};
+
+struct Chain {
+  std::vector<gobj::Ref<GstElement>> elements;
+  gobj::Ref<GstPad> src;         // output of the chain (a ghost pad's target)
+  gobj::Ref<GstPad> webrtc_pad;  // webrtcbin's src pad feeding it
+  std::string output;
+};
+
+struct Session {
+  std::string id;
+  std::string etag;
+  std::string remote_ufrag;
+  gobj::Ref<GstElement> webrtcbin;
+  std::vector<MlinePlan> plan;
+  std::mutex lock;  // chains
+  std::vector<Chain> chains;
+  std::atomic<bool> closing{false};
+  std::atomic<bool> announced{false};  // publisher-connected emitted
+  std::atomic<gint64> created{0};
+  std::atomic<gint64> last_media{0};
+  std::atomic<gint64> ice_bad_since{0};  // disconnected since, 0 = fine
+  std::atomic<bool> ice_failed{false};
+};
+
+enum { SIGNAL_HANDLE_REQUEST, SIGNAL_PUBLISHER_CONNECTED, SIGNAL_PUBLISHER_DISCONNECTED, N_SIGNALS };
+guint signals[N_SIGNALS];
+
+enum {
+  PROP_0,
+  PROP_ADDRESS,
+  PROP_PORT,
+  PROP_AUTH_TOKEN,
+  PROP_ICE_ADDRESSES,
+  PROP_STUN_SERVER,
+  PROP_TURN_SERVER,
+  PROP_LATENCY,
+  PROP_REPLACE_PUBLISHER,
+  PROP_PUBLISHING,
+  PROP_BOUND_PORT,
+  N_PROPS
+};
+GParamSpec *props[N_PROPS];
+
+class Impl {
+ public:
+  explicit Impl(GstElement *element) : element_(element) {}
+  ~Impl();
+
+  GstElement *element_;  // not owned: owns us
+  std::mutex settings_lock_;
+  Settings settings_;
+
+  std::mutex lock_;  // sessions_, outputs_, listener_, watchdog_
+  std::map<std::string, std::shared_ptr<Session>> sessions_;
+  std::map<std::string, std::shared_ptr<Output>> outputs_;
+  std::unique_ptr<HttpListener> listener_;
+  GSource *watchdog_ = nullptr;
+  std::atomic<guint> bound_port_{0};
+  std::atomic<bool> publishing_{false};
+
+  Settings settings() {
+    std::lock_guard<std::mutex> l(settings_lock_);
+    return settings_;
+  }
+
+  bool start(std::string *error);
+  void stop_listener();
+  void end_all_sessions();
+  void remove_outputs();
+
+  void handle_request(const GstStructure *request, GstPromise *promise);
+  HttpResponse check_offer(const GstSDPMessage *offer, std::vector<MlinePlan> *plan);
+  void post(const HttpRequest &req, GstPromise *promise);
+  HttpResponse patch(const HttpRequest &req);
+
+  std::shared_ptr<Session> create_session(const Settings &s, std::vector<MlinePlan> plan,
+                                          std::string *error);
+  void remove_session(const std::string &id, const char *reason);
+  static void teardown(GstElement *element, gpointer data);
+  void teardown_session(Session &session);
+
+  void on_pad_added(Session &session, GstPad *pad);
+  void on_ice_state(Session &session);
+  void watchdog();
+  void update_publishing();
+};
+
+Impl *impl_of(GstElement *e);
+
+// ---- request handling -------------------------------------------------------
+
+void Impl::handle_request(const GstStructure *request, GstPromise *promise) {
+  HttpRequest req;
+  if (!request_from_structure(request, &req)) {
+    reply(promise, HttpResponse::text(400, "not a whipwhep/request structure"));
+    return;
+  }
+  const Settings s = settings();
+  if (!s.auth_token.empty() && (req.method == "POST" || req.method == "DELETE" ||
+                                req.method == "PATCH")) {
+    if (!bearer_matches(req.authorization, s.auth_token)) {
+      HttpResponse r = HttpResponse::text(
+          401, req.authorization.empty() ? "missing bearer token" : "wrong bearer token");
+      r.headers.push_back({"WWW-Authenticate", "Bearer"});
+      reply(promise, r);
+      return;
+    }
+  }
+  if (req.method == "POST" && req.session.empty()) return post(req, promise);
+  if (req.method == "DELETE" && !req.session.empty()) {
+    bool known;
+    {
+      std::lock_guard<std::mutex> l(lock_);
+      known = sessions_.count(req.session) > 0;
+    }
+    if (!known) return reply(promise, HttpResponse::text(404, "no such session"));
+    remove_session(req.session, "publisher sent DELETE");
+    HttpResponse r;
+    r.status = 200;
+    return reply(promise, r);
+  }
+  if (req.method == "PATCH" && !req.session.empty()) return reply(promise, patch(req));
+  HttpResponse r = HttpResponse::text(405, "method " + req.method + " not allowed here");
+  r.headers.push_back({"Allow", req.session.empty() ? "POST" : "PATCH, DELETE"});
+  reply(promise, r);
+}
+
+HttpResponse Impl::check_offer(const GstSDPMessage *offer, std::vector<MlinePlan> *plan) {
+  std::map<MediaKind, int> seen;
+  std::string declined;
+  bool any = false;
+  std::lock_guard<std::mutex> l(lock_);
+  for (guint i = 0; i < gst_sdp_message_medias_len(offer); i++) {
+    const GstSDPMedia *m = gst_sdp_message_get_media(offer, i);
+    MlinePlan p;
+    const MediaKind kind = media_kind(m);
+    // Port 0 is a rejected m-line unless it is bundle-only (RFC 8843: how
+    // max-bundle offerers such as webrtcbin send every m-line but the first).
+    const bool rejected =
+        gst_sdp_media_get_port(m) == 0 && !gst_sdp_media_get_attribute_val(m, "bundle-only");
+    if (kind == MediaKind::Other || rejected) {
+      plan->push_back(p);
+      continue;
+    }
+    const std::string dir = media_direction(offer, m);
+    if (dir == "recvonly")
+      return HttpResponse::text(422, std::string("WHIP offers must be sendonly; the ") +
+                                         media_kind_name(kind) + " m-line " +
+                                         std::to_string(i) + " is recvonly");
+    p.output = std::string(media_kind_name(kind)) + "_" + std::to_string(seen[kind]++);
+    if (dir == "inactive") {
+      plan->push_back(p);
+      continue;
+    }
+    auto out = outputs_.find(p.output);
+    const std::string required = out != outputs_.end() ? out->second->encoding : "";
+    auto choice = pick_codec(m, required);
+    if (!choice) {
+      if (!required.empty() && pick_codec(m))
+        return HttpResponse::text(422, "codec change not supported on a live input: " +
+                                           p.output + " carries " + required +
+                                           ", the offer has " + offered_codec_names(m));
+      declined += std::string(declined.empty() ? "" : "; ") + media_kind_name(kind) + ": " +
+                  offered_codec_names(m);
+    } else {
+      p.accepted = true;
+      p.codec = *choice;
+      any = true;
+    }
+    plan->push_back(p);
+  }
+  if (!any)
+    return HttpResponse::text(422, "no acceptable codec (offered " +
+                                       (declined.empty() ? std::string("no media") : declined) +
+                                       "; accepted: H264 packetization-mode=1, VP8, VP9, Opus)");
+  HttpResponse ok;
+  ok.status = 0;
+  return ok;
+}
+
+void Impl::post(const HttpRequest &req, GstPromise *promise) {
+  if (req.content_type != "application/sdp")
+    return reply(promise, HttpResponse::text(415, "the offer must be application/sdp, not '" +
+                                                      req.content_type + "'"));
+  GstState state = GST_STATE(element_);
+  if (state < GST_STATE_READY)
+    return reply(promise, HttpResponse::text(503, "the ingest element is not started"));
+  std::string why;
+  gobj::Unique<GstSDPMessage> offer(parse_sdp(req.body_string(), &why));
+  if (!offer) return reply(promise, HttpResponse::text(400, why));
+
+#ifndef GST_DISABLE_GST_DEBUG
+  GST_DEBUG_OBJECT(element_, "offer:\n%s", req.body_string().c_str());
+#endif
+  std::vector<MlinePlan> plan;
+  HttpResponse bad = check_offer(offer.get(), &plan);
+  if (bad.status) return reply(promise, bad);
+
+  const Settings s = settings();
+  std::vector<std::string> live;
+  {
+    std::lock_guard<std::mutex> l(lock_);
+    for (const auto &kv : sessions_) live.push_back(kv.first);
+  }
+  if (!live.empty()) {
+    if (!s.replace_publisher)
+      return reply(promise, HttpResponse::text(409, "a publisher is already live on this input"));
+    for (const auto &id : live) remove_session(id, "replaced by a new publisher");
+  }
+
+  auto session = create_session(s, std::move(plan), &why);
+  if (!session) return reply(promise, HttpResponse::text(500, why));
+  for (guint i = 0; i < gst_sdp_message_attributes_len(offer.get()); i++) {
+    const GstSDPAttribute *a = gst_sdp_message_get_attribute(offer.get(), i);
+    if (a->key && g_str_equal(a->key, "ice-ufrag") && a->value) session->remote_ufrag = a->value;
+  }
+  if (session->remote_ufrag.empty() && gst_sdp_message_medias_len(offer.get()) > 0) {
+    const gchar *u =
+        gst_sdp_media_get_attribute_val(gst_sdp_message_get_media(offer.get(), 0), "ice-ufrag");
+    if (u) session->remote_ufrag = u;
+  }
+
+  auto self = gobj::ref(element_);
+  auto held_promise = gobj::ref(promise);
+  std::weak_ptr<Session> weak = session;
+  answer_offer(
+      session->webrtcbin.get(), offer.release(),
+      [weak]() -> std::string {
+        auto session = weak.lock();
+        if (!session) return "session ended";
+        // Runs on webrtcbin's thread once the offer is applied: receive only
+        // the chosen codec of each m-line, with NACK; decline the rest.
+        GArray *arr = nullptr;
+        g_signal_emit_by_name(session->webrtcbin.get(), "get-transceivers", &arr);
+        if (!arr) return "webrtcbin has no transceivers";
+        for (guint i = 0; i < arr->len; i++) {
+          auto *t = g_array_index(arr, GstWebRTCRTPTransceiver *, i);
+          guint mline = G_MAXUINT;
+          g_object_get(t, "mlineindex", &mline, nullptr);
+          if (mline >= session->plan.size()) continue;
+          const MlinePlan &p = session->plan[mline];
+          if (p.output.empty()) continue;
+          if (p.accepted) {
+            g_object_set(t, "codec-preferences", p.codec.rtp_caps.get(), "direction",
+                         GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY, "do-nack", TRUE,
+                         nullptr);
+          } else {
+            gobj::Ref<GstCaps> none =
+                gobj::adopt(gst_caps_from_string("application/x-rtp,encoding-name=NONE"));
+            g_object_set(t, "codec-preferences", none.get(), "direction",
+                         GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE, nullptr);
+          }
+        }
+        g_array_unref(arr);
+        return {};
+      },
+      [self, held_promise, weak](bool ok, std::string text) {
+        Impl *impl = impl_of(self.get());
+        auto session = weak.lock();
+        if (!ok || !session || session->closing) {
+          GST_WARNING_OBJECT(self.get(), "cannot answer the offer: %s", text.c_str());
+          if (session) impl->remove_session(session->id, "negotiation failed");
+          // webrtcbin refusing an offer we validated means it is unusable.
+          reply(held_promise.get(),
+                HttpResponse::text(session ? 422 : 500, "cannot answer the offer: " + text));
+          return;
+        }
+        HttpResponse r;
+        r.status = 201;
+        r.content_type = "application/sdp";
+        r.body = text;
+        r.session = session->id;
+        r.etag = session->etag;
+        session->created = g_get_monotonic_time();
+        GST_INFO_OBJECT(self.get(), "session %s answered", session->id.c_str());
+        GST_DEBUG_OBJECT(self.get(), "answer:\n%s", text.c_str());
+        reply(held_promise.get(), r);
+      });
+}
+
+HttpResponse Impl::patch(const HttpRequest &req) {
+  std::shared_ptr<Session> session;
+  {
+    std::lock_guard<std::mutex> l(lock_);
+    auto it = sessions_.find(req.session);
+    if (it != sessions_.end()) session = it->second;
+  }
+  if (!session) return HttpResponse::text(404, "no such session");
+  if (req.content_type != "application/trickle-ice-sdpfrag")
+    return HttpResponse::text(415, "PATCH needs application/trickle-ice-sdpfrag");
+  if (!req.if_match.empty() && req.if_match != "*" && req.if_match != session->etag)
+    return HttpResponse::text(412, "If-Match does not match the ICE session's ETag");
+  // RFC 8840 fragment: a=ice-ufrag/pwd, m= lines, a=candidate lines.
+  const std::string body = req.body_string();
+  gobj::Unique<gchar *> lines(g_strsplit(body.c_str(), "\n", -1));
+  std::vector<std::pair<guint, std::string>> candidates;
+  gint mline = -1;
+  for (gchar **l = lines.get(); l && *l; l++) {
+    std::string line = g_strstrip(*l);
+    if (line.rfind("m=", 0) == 0) mline++;
+    if (line.rfind("a=ice-ufrag:", 0) == 0 && line.substr(12) != session->remote_ufrag)
+      return HttpResponse::text(422, "ICE restart is not supported; start a new session");
+    if (line.rfind("a=candidate:", 0) == 0)
+      candidates.emplace_back(mline < 0 ? 0 : guint(mline), line.substr(2));
+  }
+  // With max-bundle every candidate belongs to the first transport.
+  for (const auto &c : candidates)
+    g_signal_emit_by_name(session->webrtcbin.get(), "add-ice-candidate", c.first,
+                          c.second.c_str());
+  HttpResponse r;
+  r.status = 204;
+  return r;
+}
+
+// ---- sessions -----------------------------------------------------------------
+
+std::shared_ptr<Session> Impl::create_session(const Settings &s, std::vector<MlinePlan> plan,
+                                              std::string *error) {
+  auto session = std::make_shared<Session>();
+  session->id = random_id_hex128();
+  session->etag = "\"" + random_id_hex128() + "\"";
+  session->plan = std::move(plan);
+  session->created = g_get_monotonic_time();
+  session->webrtcbin = gobj::sink(gst_element_factory_make("webrtcbin", nullptr));
+  if (!session->webrtcbin) {
+    *error = "webrtcbin is not installed (gstreamer1.0-plugins-bad, gstreamer1.0-nice)";
+    return nullptr;
+  }
+  GstElement *wb = session->webrtcbin.get();
+  g_object_set(wb, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency", s.latency,
+               nullptr);
+  IceSettings ice;
+  ice.local_addresses = split_list(s.ice_addresses);
+  ice.stun_server = s.stun_server;
+  if (!s.turn_server.empty()) ice.turn_servers.push_back(s.turn_server);
+  configure_ice(wb, ice);
+
+  Session *raw = session.get();
+  g_signal_connect(wb, "pad-added", G_CALLBACK(+[](GstElement *bin, GstPad *pad, gpointer data) {
+                     auto *session = static_cast<Session *>(data);
+                     GstElement *parent = GST_ELEMENT(gst_object_get_parent(GST_OBJECT(bin)));
+                     if (!parent) return;
+                     auto holder = gobj::adopt(parent);
+                     impl_of(parent)->on_pad_added(*session, pad);
+                   }),
+                   raw);
+  auto on_state = G_CALLBACK(+[](GstElement *bin, GParamSpec *, gpointer data) {
+    GstElement *parent = GST_ELEMENT(gst_object_get_parent(GST_OBJECT(bin)));
+    if (!parent) return;
+    auto holder = gobj::adopt(parent);
+    impl_of(parent)->on_ice_state(*static_cast<Session *>(data));
+  });
+  g_signal_connect(wb, "notify::ice-connection-state", on_state, raw);
+  g_signal_connect(wb, "notify::connection-state", on_state, raw);
+
+  {
+    std::lock_guard<std::mutex> l(lock_);
+    sessions_[session->id] = session;
+  }
+  gst_bin_add(GST_BIN(element_), wb);
+  if (!gst_element_sync_state_with_parent(wb)) {
+    *error = "cannot start webrtcbin";
+    remove_session(session->id, "webrtcbin failed to start");
+    return nullptr;
+  }
+  GST_INFO_OBJECT(element_, "new session %s", session->id.c_str());
+  return session;
+}
+
+void Impl::remove_session(const std::string &id, const char *reason) {
+  std::shared_ptr<Session> session;
+  {
+    std::lock_guard<std::mutex> l(lock_);
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return;
+    session = it->second;
+    sessions_.erase(it);
+  }
+  GST_INFO_OBJECT(element_, "ending session %s: %s", id.c_str(), reason);
+  session->closing = true;
+  if (session->announced)
+    g_signal_emit(element_, signals[SIGNAL_PUBLISHER_DISCONNECTED], 0, id.c_str());
+  update_publishing();
+  // Never change states from the caller's thread (often webrtcbin's own).
+  gst_element_call_async(element_, &Impl::teardown, new std::shared_ptr<Session>(session),
+                         +[](gpointer d) { delete static_cast<std::shared_ptr<Session> *>(d); });
+}
+
+void Impl::teardown(GstElement *element, gpointer data) {
+  impl_of(element)->teardown_session(**static_cast<std::shared_ptr<Session> *>(data));
+}
+
+void Impl::teardown_session(Session &session) {
+  session.closing = true;
+  GstElement *wb = session.webrtcbin.get();
+  if (!wb) return;
+  g_signal_handlers_disconnect_by_data(wb, &session);
+  std::vector<Chain> chains;
+  {
+    std::lock_guard<std::mutex> l(session.lock);
+    chains.swap(session.chains);
+  }
+  {
+    // Detach our chains from the src pads unless a newer session took them.
+    std::lock_guard<std::mutex> l(lock_);
+    for (auto &c : chains) {
+      auto it = outputs_.find(c.output);
+      if (it == outputs_.end()) continue;
+      gobj::Ref<GstPad> target =
+          gobj::adopt(gst_ghost_pad_get_target(GST_GHOST_PAD(it->second->ghost.get())));
+      if (target == c.src) gst_ghost_pad_set_target(GST_GHOST_PAD(it->second->ghost.get()), nullptr);
+    }
+  }
+  gst_element_set_state(wb, GST_STATE_NULL);
+  for (auto &c : chains)
+    for (auto &e : c.elements) gst_element_set_state(e.get(), GST_STATE_NULL);
+  if (GST_OBJECT_PARENT(wb) == GST_OBJECT(element_)) gst_bin_remove(GST_BIN(element_), wb);
+  for (auto &c : chains)
+    for (auto &e : c.elements)
+      if (GST_OBJECT_PARENT(e.get()) == GST_OBJECT(element_))
+        gst_bin_remove(GST_BIN(element_), e.get());
+  session.webrtcbin.reset();
+  GST_DEBUG_OBJECT(element_, "session %s torn down", session.id.c_str());
+}
+
+void Impl::update_publishing() {
+  bool now = false;
+  {
+    std::lock_guard<std::mutex> l(lock_);
+    for (const auto &kv : sessions_) now = now || kv.second->announced;
+  }
+  if (publishing_.exchange(now) != now)
+    g_object_notify_by_pspec(G_OBJECT(element_), props[PROP_PUBLISHING]);
+}
+
+GstPadProbeReturn chain_output_probe(GstPad *, GstPadProbeInfo *info, gpointer data) {
+  auto *session = static_cast<Session *>(data);
+  if (session->closing) return GST_PAD_PROBE_DROP;
+  if (info->type & (GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST)) {
+    session->last_media = g_get_monotonic_time();
+    return GST_PAD_PROBE_OK;
+  }
+  if (info->type & GST_PAD_PROBE_TYPE_EVENT_BOTH) {
+    switch (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info))) {
+      case GST_EVENT_EOS:
+      case GST_EVENT_FLUSH_START:
+      case GST_EVENT_FLUSH_STOP:
+        return GST_PAD_PROBE_DROP;  // the element's pads outlive the publisher
+      default:
+        break;
+    }
+  }
+  return GST_PAD_PROBE_OK;
+}
+
+GstPadProbeReturn keyframe_rate_limit(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
+  GstEvent *ev = GST_PAD_PROBE_INFO_EVENT(info);
+  if (!ev || !gst_video_event_is_force_key_unit(ev)) return GST_PAD_PROBE_OK;
+  auto *out = static_cast<Output *>(data);
+  const gint64 now = g_get_monotonic_time();
+  gint64 last = out->last_keyframe_request;
+  if (now - last < kKeyframeMinIntervalUs) {
+    GST_LOG_OBJECT(pad, "keyframe request dropped (rate limit)");
+    return GST_PAD_PROBE_DROP;
+  }
+  out->last_keyframe_request = now;
+  GST_DEBUG_OBJECT(pad, "keyframe request forwarded to the publisher");
+  return GST_PAD_PROBE_OK;
+}
+
+GstElement *make_element(const char *factory) {
+  return factory ? gst_element_factory_make(factory, nullptr) : nullptr;
+}
+
+void Impl::on_pad_added(Session &session, GstPad *pad) {
+  if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC || session.closing) return;
+  gobj::Ref<GstWebRTCRTPTransceiver> trans;
+  g_object_get(pad, "transceiver", trans.out(), nullptr);
+  guint mline = G_MAXUINT;
+  if (trans) g_object_get(trans.get(), "mlineindex", &mline, nullptr);
+  if (mline >= session.plan.size() || !session.plan[mline].accepted) {
+    // Never leave a webrtcbin pad unlinked: not-linked stops the shared
+    // (bundled) transport and with it every stream of the session.
+    GST_WARNING_OBJECT(element_, "unexpected stream on %s (m-line %u)", GST_PAD_NAME(pad), mline);
+    GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+    g_object_set(sink, "async", FALSE, "sync", FALSE, nullptr);
+    gst_bin_add(GST_BIN(element_), sink);
+    gst_element_sync_state_with_parent(sink);
+    gobj::Ref<GstPad> sp = gobj::adopt(gst_element_get_static_pad(sink, "sink"));
+    gst_pad_link(pad, sp.get());
+    Chain c;
+    c.elements.push_back(gobj::ref(sink));
+    std::lock_guard<std::mutex> l(session.lock);
+    session.chains.push_back(c);
+    return;
+  }
+  const MlinePlan &p = session.plan[mline];
+  auto recipe = depay_chain_for(p.codec.encoding);
+  if (!recipe) return;
+
+  Chain chain;
+  chain.output = p.output;
+  chain.webrtc_pad = gobj::ref(pad);
+  for (const char *f : {recipe->depayloader, recipe->parser, "capsfilter"}) {
+    if (!f) continue;
+    GstElement *e = make_element(f);
+    if (!e) {
+      GST_ELEMENT_ERROR(element_, CORE, MISSING_PLUGIN, ("element '%s' is not installed", f),
+                        (nullptr));
+      return;
+    }
+    chain.elements.push_back(gobj::sink(e));
+  }
+  GstElement *depay = chain.elements.front().get();
+  // Recover from loss by asking for a keyframe instead of decoding garbage.
+  if (g_object_class_find_property(G_OBJECT_GET_CLASS(depay), "request-keyframe"))
+    g_object_set(depay, "request-keyframe", TRUE, "wait-for-keyframe", TRUE, nullptr);
+  if (recipe->parser && g_str_equal(recipe->parser, "h264parse"))
+    g_object_set(chain.elements[1].get(), "config-interval", -1, nullptr);
+  gobj::Ref<GstCaps> caps = gobj::adopt(gst_caps_from_string(recipe->output_caps));
+  g_object_set(chain.elements.back().get(), "caps", caps.get(), nullptr);
+
+  for (auto &e : chain.elements) gst_bin_add(GST_BIN(element_), e.get());
+  bool linked = true;
+  for (size_t i = 0; i + 1 < chain.elements.size(); i++)
+    linked = linked && gst_element_link(chain.elements[i].get(), chain.elements[i + 1].get());
+  chain.src = gobj::adopt(gst_element_get_static_pad(chain.elements.back().get(), "src"));
+  gst_pad_add_probe(chain.src.get(),
+                    GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST |
+                                    GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM |
+                                    GST_PAD_PROBE_TYPE_EVENT_FLUSH),
+                    chain_output_probe, &session, nullptr);
+  for (auto &e : chain.elements) gst_element_sync_state_with_parent(e.get());
+  gobj::Ref<GstPad> sink = gobj::adopt(gst_element_get_static_pad(depay, "sink"));
+  if (!linked || GST_PAD_LINK_FAILED(gst_pad_link(pad, sink.get()))) {
+    GST_ELEMENT_ERROR(element_, CORE, NEGOTIATION,
+                      ("cannot link the %s stream of the publisher", p.codec.encoding.c_str()),
+                      (nullptr));
+    return;
+  }
+
+  // Point the persistent src pad at this chain (create it the first time).
+  bool add_pad = false;
+  gobj::Ref<GstPad> ghost;
+  {
+    std::lock_guard<std::mutex> l(lock_);
+    auto &out = outputs_[p.output];
+    if (!out) {
+      out = std::make_shared<Output>();
+      out->encoding = p.codec.encoding;
+      const bool video = p.output.rfind("video", 0) == 0;
+      GstPadTemplate *tmpl = gst_element_class_get_pad_template(
+          GST_ELEMENT_GET_CLASS(element_), video ? "video_%u" : "audio_%u");
+      out->ghost = gobj::sink(gst_ghost_pad_new_from_template(p.output.c_str(), chain.src.get(), tmpl));
+      gst_pad_add_probe(out->ghost.get(), GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, keyframe_rate_limit,
+                        out.get(), nullptr);
+      add_pad = true;
+    } else {
+      gst_ghost_pad_set_target(GST_GHOST_PAD(out->ghost.get()), chain.src.get());
+    }
+    ghost = out->ghost;
+  }
+  {
+    std::lock_guard<std::mutex> l(session.lock);
+    session.chains.push_back(chain);
+  }
+  if (add_pad) {
+    gst_pad_set_active(ghost.get(), TRUE);
+    gst_element_add_pad(element_, ghost.get());
+  }
+  GST_INFO_OBJECT(element_, "session %s: %s now carries %s", session.id.c_str(),
+                  p.output.c_str(), p.codec.encoding.c_str());
+  // A new publisher: ask for a keyframe once, so consumers start at once.
+  if (recipe->output_caps[0] == 'v')
+    gst_pad_send_event(pad, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
+                                                                        TRUE, 0));
+  session.last_media = g_get_monotonic_time();
+  if (!session.announced.exchange(true)) {
+    update_publishing();
+    g_signal_emit(element_, signals[SIGNAL_PUBLISHER_CONNECTED], 0, session.id.c_str());
+  }
+}
+
+void Impl::on_ice_state(Session &session) {
+  if (!session.webrtcbin) return;
+  GstWebRTCICEConnectionState ice;
+  GstWebRTCPeerConnectionState pc;
+  g_object_get(session.webrtcbin.get(), "ice-connection-state", &ice, "connection-state", &pc,
+               nullptr);
+  if (ice == GST_WEBRTC_ICE_CONNECTION_STATE_FAILED ||
+      pc == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED)
+    session.ice_failed = true;
+  if (ice == GST_WEBRTC_ICE_CONNECTION_STATE_DISCONNECTED) {
+    gint64 expected = 0;
+    session.ice_bad_since.compare_exchange_strong(expected, g_get_monotonic_time());
+  } else {
+    session.ice_bad_since = 0;
+  }
+}
+
+void Impl::watchdog() {
+  std::vector<std::pair<std::string, const char *>> dead;
+  const gint64 now = g_get_monotonic_time();
+  {
+    std::lock_guard<std::mutex> l(lock_);
+    for (const auto &kv : sessions_) {
+      const Session &s = *kv.second;
+      const gint64 bad = s.ice_bad_since;
+      if (s.ice_failed)
+        dead.emplace_back(kv.first, "ICE or DTLS failed");
+      else if (bad && now - bad > kIceDisconnectedUs)
+        dead.emplace_back(kv.first, "ICE disconnected");
+      else if (!s.announced && now - s.created > kNoMediaAtStartUs)
+        dead.emplace_back(kv.first, "no media arrived");
+      else if (s.announced && now - s.last_media > kMediaStoppedUs)
+        dead.emplace_back(kv.first, "media stopped");
+    }
+  }
+  for (const auto &d : dead) remove_session(d.first, d.second);
+}
+
+// ---- lifecycle ------------------------------------------------------------
+
+bool Impl::start(std::string *error) {
+  const Settings s = settings();
+  std::lock_guard<std::mutex> l(lock_);
+  if (s.port != 0 && !listener_) {
+    HttpListener::Options o;
+    o.address = s.address;
+    o.port = s.port;
+    o.path = "/whip";
+    listener_ = HttpListener::start(element_, o, error);
+    if (!listener_) return false;
+    bound_port_ = listener_->port();
+  }
+  if (!watchdog_) {
+    watchdog_ = g_timeout_source_new(1000);
+    auto *weak = g_new0(GWeakRef, 1);
+    g_weak_ref_init(weak, element_);
+    g_source_set_callback(
+        watchdog_,
+        +[](gpointer data) -> gboolean {
+          GstElement *e = static_cast<GstElement *>(g_weak_ref_get(static_cast<GWeakRef *>(data)));
+          if (!e) return G_SOURCE_REMOVE;
+          auto holder = gobj::adopt(e);
+          impl_of(e)->watchdog();
+          return G_SOURCE_CONTINUE;
+        },
+        weak, +[](gpointer data) {
+          g_weak_ref_clear(static_cast<GWeakRef *>(data));
+          g_free(data);
+        });
+    g_source_attach(watchdog_, signalling_context());
+  }
+  return true;
+}
+
+void Impl::stop_listener() {
+  std::unique_ptr<HttpListener> l;
+  GSource *w = nullptr;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    l = std::move(listener_);
+    w = std::exchange(watchdog_, nullptr);
+  }
+  l.reset();  // joins the listener thread outside our lock
+  bound_port_ = 0;
+  if (w) {
+    g_source_destroy(w);
+    g_source_unref(w);
+  }
+}
+
+void Impl::end_all_sessions() {
+  std::map<std::string, std::shared_ptr<Session>> all;
+  {
+    std::lock_guard<std::mutex> l(lock_);
+    all.swap(sessions_);
+  }
+  for (auto &kv : all) {
+    kv.second->closing = true;
+    if (kv.second->announced)
+      g_signal_emit(element_, signals[SIGNAL_PUBLISHER_DISCONNECTED], 0, kv.first.c_str());
+    teardown_session(*kv.second);
+  }
+  update_publishing();
+}
+
+void Impl::remove_outputs() {
+  std::map<std::string, std::shared_ptr<Output>> outs;
+  {
+    std::lock_guard<std::mutex> l(lock_);
+    outs.swap(outputs_);
+  }
+  for (auto &kv : outs) {
+    gst_pad_set_active(kv.second->ghost.get(), FALSE);
+    gst_element_remove_pad(element_, kv.second->ghost.get());
+  }
+}
+
+Impl::~Impl() {
+  stop_listener();
+  end_all_sessions();
+}
+
+}  // namespace
+
+// ---- GObject glue -----------------------------------------------------------
+
+struct _GstWhipwhepWhipServerSrc {
+  GstBin parent;
+  Impl *impl;
+};
+
+G_DEFINE_TYPE_WITH_CODE(GstWhipwhepWhipServerSrc, gst_whipwhep_whip_server_src, GST_TYPE_BIN,
+                        GST_DEBUG_CATEGORY_INIT(whipserversrc_debug, "whipserversrc", 0,
+                                                "WHIP server source"))
+GST_ELEMENT_REGISTER_DEFINE(whipserversrc, "whipserversrc", GST_RANK_NONE,
+                            GST_TYPE_WHIPWHEP_WHIP_SERVER_SRC)
+
+namespace {
+Impl *impl_of(GstElement *e) { return GST_WHIPWHEP_WHIP_SERVER_SRC(e)->impl; }
+}  // namespace
+
+static GstStaticPadTemplate video_template = GST_STATIC_PAD_TEMPLATE(
+    "video_%u", GST_PAD_SRC, GST_PAD_SOMETIMES,
+    GST_STATIC_CAPS("video/x-h264, stream-format=(string)byte-stream, alignment=(string)au; "
+                    "video/x-vp8; video/x-vp9"));
+static GstStaticPadTemplate audio_template =
+    GST_STATIC_PAD_TEMPLATE("audio_%u", GST_PAD_SRC, GST_PAD_SOMETIMES,
+                            GST_STATIC_CAPS("audio/x-opus"));
+
+static void handle_request_cb(GstElement *element, GstStructure *request, GstPromise *promise) {
+  impl_of(element)->handle_request(request, promise);
+}
+
+static GstStateChangeReturn change_state(GstElement *element, GstStateChange transition) {
+  Impl *impl = impl_of(element);
+  if (transition == GST_STATE_CHANGE_NULL_TO_READY) {
+    std::string error;
+    if (!impl->start(&error)) {
+      const Settings s = impl->settings();
+      GST_ELEMENT_ERROR(element, RESOURCE, OPEN_READ,
+                        ("cannot listen on %s:%u: %s", s.address.c_str(), s.port, error.c_str()),
+                        (nullptr));
+      return GST_STATE_CHANGE_FAILURE;
+    }
+  }
+  GstStateChangeReturn ret =
+      GST_ELEMENT_CLASS(gst_whipwhep_whip_server_src_parent_class)->change_state(element, transition);
+  if (ret == GST_STATE_CHANGE_FAILURE) return ret;
+  switch (transition) {
+    case GST_STATE_CHANGE_READY_TO_PAUSED:
+    case GST_STATE_CHANGE_PLAYING_TO_PAUSED:
+      ret = GST_STATE_CHANGE_NO_PREROLL;  // a live source
+      break;
+    case GST_STATE_CHANGE_PAUSED_TO_READY:
+      impl->end_all_sessions();
+      break;
+    case GST_STATE_CHANGE_READY_TO_NULL:
+      impl->stop_listener();
+      impl->end_all_sessions();
+      impl->remove_outputs();
+      break;
+    default:
+      break;
+  }
+  return ret;
+}
+
+static void set_property(GObject *object, guint id, const GValue *value, GParamSpec *pspec) {
+  Impl *impl = impl_of(GST_ELEMENT(object));
+  std::lock_guard<std::mutex> l(impl->settings_lock_);
+  Settings &s = impl->settings_;
+  switch (id) {
+    case PROP_ADDRESS: s.address = gobj::str_or(g_value_get_string(value), kDefaultAddress); break;
+    case PROP_PORT: s.port = g_value_get_uint(value); break;
+    case PROP_AUTH_TOKEN: s.auth_token = gobj::str_or(g_value_get_string(value)); break;
+    case PROP_ICE_ADDRESSES: s.ice_addresses = gobj::str_or(g_value_get_string(value)); break;
+    case PROP_STUN_SERVER: s.stun_server = gobj::str_or(g_value_get_string(value)); break;
+    case PROP_TURN_SERVER: s.turn_server = gobj::str_or(g_value_get_string(value)); break;
+    case PROP_LATENCY: s.latency = g_value_get_uint(value); break;
+    case PROP_REPLACE_PUBLISHER: s.replace_publisher = g_value_get_boolean(value); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
+  }
+}
+
+static void get_property(GObject *object, guint id, GValue *value, GParamSpec *pspec) {
+  Impl *impl = impl_of(GST_ELEMENT(object));
+  if (id == PROP_PUBLISHING) return g_value_set_boolean(value, impl->publishing_.load());
+  if (id == PROP_BOUND_PORT) return g_value_set_uint(value, impl->bound_port_.load());
+  std::lock_guard<std::mutex> l(impl->settings_lock_);
+  const Settings &s = impl->settings_;
+  switch (id) {
+    case PROP_ADDRESS: g_value_set_string(value, s.address.c_str()); break;
+    case PROP_PORT: g_value_set_uint(value, s.port); break;
+    case PROP_AUTH_TOKEN: g_value_set_string(value, s.auth_token.c_str()); break;
+    case PROP_ICE_ADDRESSES: g_value_set_string(value, s.ice_addresses.c_str()); break;
+    case PROP_STUN_SERVER: g_value_set_string(value, s.stun_server.c_str()); break;
+    case PROP_TURN_SERVER: g_value_set_string(value, s.turn_server.c_str()); break;
+    case PROP_LATENCY: g_value_set_uint(value, s.latency); break;
+    case PROP_REPLACE_PUBLISHER: g_value_set_boolean(value, s.replace_publisher); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
+  }
+}
+
+static void finalize(GObject *object) {
+  auto *self = GST_WHIPWHEP_WHIP_SERVER_SRC(object);
+  delete self->impl;
+  self->impl = nullptr;
+  G_OBJECT_CLASS(gst_whipwhep_whip_server_src_parent_class)->finalize(object);
+}
+
+static void dispose(GObject *object) {
+  auto *self = GST_WHIPWHEP_WHIP_SERVER_SRC(object);
+  if (self->impl) {
+    self->impl->stop_listener();
+    self->impl->end_all_sessions();
+  }
+  G_OBJECT_CLASS(gst_whipwhep_whip_server_src_parent_class)->dispose(object);
+}
+
+static void gst_whipwhep_whip_server_src_init(GstWhipwhepWhipServerSrc *self) {
+  self->impl = new Impl(GST_ELEMENT(self));
+  GST_OBJECT_FLAG_SET(self, GST_ELEMENT_FLAG_SOURCE);
+}
+
+static void gst_whipwhep_whip_server_src_class_init(GstWhipwhepWhipServerSrcClass *klass) {
+  GObjectClass *oc = G_OBJECT_CLASS(klass);
+  GstElementClass *ec = GST_ELEMENT_CLASS(klass);
+  oc->set_property = set_property;
+  oc->get_property = get_property;
+  oc->dispose = dispose;
+  oc->finalize = finalize;
+  ec->change_state = change_state;
+
+  constexpr auto rw = GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+                                  GST_PARAM_MUTABLE_READY);
+  constexpr auto ro = GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+  props[PROP_ADDRESS] = g_param_spec_string(
+      "address", "Listen address",
+      "Local address the standalone WHIP listener binds to (used when port is not 0)",
+      kDefaultAddress, rw);
+  props[PROP_PORT] = g_param_spec_uint(
+      "port", "Listen port",
+      "TCP port of the standalone WHIP listener (endpoint http://address:port/whip); 0 = no "
+      "listener, requests come through the handle-request action signal",
+      0, 65535, 0, rw);
+  props[PROP_AUTH_TOKEN] = g_param_spec_string(
+      "auth-token", "Bearer token",
+      "If set, WHIP POST/PATCH/DELETE must carry 'Authorization: Bearer <token>' or get 401",
+      "", rw);
+  props[PROP_ICE_ADDRESSES] = g_param_spec_string(
+      "ice-addresses", "ICE addresses",
+      "Comma-separated local IP addresses ICE may gather candidates on (empty = every "
+      "non-loopback interface)",
+      "", rw);
+  props[PROP_STUN_SERVER] = g_param_spec_string(
+      "stun-server", "STUN server", "STUN server as stun://host:port (empty = none)", "", rw);
+  props[PROP_TURN_SERVER] = g_param_spec_string(
+      "turn-server", "TURN server",
+      "TURN server as turn(s)://user:password@host:port (empty = none)", "", rw);
+  props[PROP_LATENCY] = g_param_spec_uint(
+      "latency", "Jitterbuffer latency",
+      "How long (ms) the receive jitterbuffer waits for late or retransmitted packets",
+      0, 10000, kDefaultLatencyMs, rw);
+  props[PROP_REPLACE_PUBLISHER] = g_param_spec_boolean(
+      "replace-publisher", "Replace publisher",
+      "A new publisher replaces the live one (e.g. a reconnecting encoder) instead of "
+      "getting 409 Conflict",
+      FALSE, rw);
+  props[PROP_PUBLISHING] = g_param_spec_boolean(
+      "publishing", "Publishing", "Whether a publisher is connected and sending media", FALSE,
+      ro);
+  props[PROP_BOUND_PORT] = g_param_spec_uint(
+      "bound-port", "Bound port",
+      "Port the standalone listener actually listens on (0 when there is no listener)", 0,
+      65535, 0, ro);
+  g_object_class_install_properties(oc, N_PROPS, props);
+
+  // void handle-request (GstElement*, GstStructure *request, GstPromise *promise):
+  // the embedding contract, see gst/common/README.md.
+  signals[SIGNAL_HANDLE_REQUEST] = g_signal_new_class_handler(
+      "handle-request", G_TYPE_FROM_CLASS(klass), GSignalFlags(G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION),
+      G_CALLBACK(handle_request_cb), nullptr, nullptr, nullptr, G_TYPE_NONE, 2,
+      GST_TYPE_STRUCTURE | G_SIGNAL_TYPE_STATIC_SCOPE, GST_TYPE_PROMISE);
+  // Emitted from an arbitrary thread with the session id.
+  signals[SIGNAL_PUBLISHER_CONNECTED] =
+      g_signal_new("publisher-connected", G_TYPE_FROM_CLASS(klass), G_SIGNAL_RUN_LAST, 0,
+                   nullptr, nullptr, nullptr, G_TYPE_NONE, 1, G_TYPE_STRING);
+  signals[SIGNAL_PUBLISHER_DISCONNECTED] =
+      g_signal_new("publisher-disconnected", G_TYPE_FROM_CLASS(klass), G_SIGNAL_RUN_LAST, 0,
+                   nullptr, nullptr, nullptr, G_TYPE_NONE, 1, G_TYPE_STRING);
+
+  gst_element_class_add_static_pad_template(ec, &video_template);
+  gst_element_class_add_static_pad_template(ec, &audio_template);
+  gst_element_class_set_static_metadata(
+      ec, "WHIP server source", "Source/Network/WebRTC",
+      "Receives one WHIP (RFC 9725) publisher over WebRTC and outputs its encoded, parsed "
+      "audio and video",
+      "whipwhep");
+}

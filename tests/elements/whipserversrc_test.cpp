@@ -1,0 +1,294 @@
+// whipserversrc: WHIP server side. Publishers here are plain webrtcbin
+// pipelines driven by the test (not whipsink), talking to the element either
+// through handle-request (embedded) or through its own HTTP listener.
+// Everything stays on 127.0.0.1.
+#include <gst/video/video.h>
+#include <gst/webrtc/webrtc.h>
+#include <gtest/gtest.h>
+#include <libsoup/soup.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "harness.h"
+#include "http-types.h"
+#include "ice.h"
+#include "webrtc-negotiation.h"
+
+using namespace whipwhep;
+
+namespace {
+
+constexpr guint kLongWait = 20000;
+
+bool have(const char *factory) {
+  gobj::Ref<GstElementFactory> f = gobj::adopt(gst_element_factory_find(factory));
+  return static_cast<bool>(f);
+}
+
+std::string h264_encoder(guint gop) {
+  if (have("x264enc"))
+    return "x264enc tune=zerolatency speed-preset=ultrafast bitrate=500 key-int-max=" +
+           std::to_string(gop);
+  return "openh264enc complexity=low bitrate=500000 gop-size=" + std::to_string(gop);
+}
+
+// A WHIP publisher that is not whipsink: webrtcbin sendonly fed by encoders.
+struct Publisher {
+  gobj::Ref<GstElement> pipeline;
+  gobj::Ref<GstElement> webrtcbin;
+  std::mutex lock;
+  std::string offer;
+  std::string error;
+  std::atomic<bool> offer_done{false};
+  std::atomic<bool> answer_applied{false};
+
+  // video: "VP8" or "H264"; pt numbers chosen by the test.
+  bool build(const std::string &video, int video_pt, bool audio, int audio_pt, guint gop = 30,
+             bool audio_first = false) {
+    std::string v = "videotestsrc is-live=true pattern=ball ! "
+                    "video/x-raw,width=320,height=240,framerate=30/1 ! ";
+    if (video == "VP8")
+      v += "vp8enc deadline=1 cpu-used=16 keyframe-max-dist=" + std::to_string(gop) +
+           " target-bitrate=400000 ! rtpvp8pay pt=" + std::to_string(video_pt);
+    else
+      v += h264_encoder(gop) + " ! video/x-h264,profile=constrained-baseline ! "
+           "rtph264pay config-interval=-1 aggregate-mode=zero-latency pt=" +
+           std::to_string(video_pt);
+    v += " ! wb. ";
+    std::string a = audio ? "audiotestsrc is-live=true wave=sine ! opusenc ! rtpopuspay pt=" +
+                                std::to_string(audio_pt) + " ! wb. "
+                          : "";
+    std::string desc = "webrtcbin name=wb bundle-policy=max-bundle " +
+                       (audio_first ? a + v : v + a);
+    gobj::Unique<GError> err;
+    pipeline = gobj::sink(gst_parse_launch(desc.c_str(), gobj::out(err)));
+    if (!pipeline) {
+      error = err ? err->message : "parse failed";
+      return false;
+    }
+    webrtcbin = gobj::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), "wb"));
+    IceSettings ice;
+    ice.local_addresses = {"127.0.0.1"};
+    configure_ice(webrtcbin.get(), ice);
+    GArray *arr = nullptr;
+    g_signal_emit_by_name(webrtcbin.get(), "get-transceivers", &arr);
+    for (guint i = 0; arr && i < arr->len; i++)
+      g_object_set(g_array_index(arr, GstWebRTCRTPTransceiver *, i), "direction",
+                   GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY, nullptr);
+    if (arr) g_array_unref(arr);
+    return gst_element_set_state(pipeline.get(), GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE;
+  }
+
+  // Waits until caps reached webrtcbin, then makes the offer (after gathering).
+  bool make_offer_now() {
+    bool caps = test::wait_for(
+        [this] {
+          bool all = true;
+          GstIterator *it = gst_element_iterate_sink_pads(webrtcbin.get());
+          GValue v = G_VALUE_INIT;
+          while (gst_iterator_next(it, &v) == GST_ITERATOR_OK) {
+            GstPad *p = GST_PAD(g_value_get_object(&v));
+            all = all && gst_pad_has_current_caps(p);
+            g_value_reset(&v);
+          }
+          g_value_unset(&v);
+          gst_iterator_free(it);
+          return all;
+        },
+        10000);
+    if (!caps) return false;
+    make_offer(webrtcbin.get(), [this](bool ok, std::string text) {
+      std::lock_guard<std::mutex> l(lock);
+      if (ok) offer = text;
+      else error = text;
+      offer_done = true;
+    });
+    return test::wait_for([this] { return offer_done.load(); }, 10000) && !offer.empty();
+  }
+
+  void apply(const std::string &answer_sdp) {
+    std::string why;
+    GstSDPMessage *msg = parse_sdp(answer_sdp, &why);
+    ASSERT_NE(msg, nullptr) << why;
+    apply_answer(webrtcbin.get(), msg, [this](bool ok, std::string text) {
+      if (!ok) {
+        std::lock_guard<std::mutex> l(lock);
+        error = text;
+      }
+      answer_applied = true;
+    });
+    ASSERT_TRUE(test::wait_for([this] { return answer_applied.load(); }, 5000));
+    std::lock_guard<std::mutex> l(lock);
+    ASSERT_TRUE(error.empty()) << error;
+  }
+
+  ~Publisher() {
+    if (pipeline) gst_element_set_state(pipeline.get(), GST_STATE_NULL);
+  }
+};
+
+// The receiving pipeline: whipserversrc, each src pad -> queue -> decodebin
+// -> fakesink, with counters on the element's pads (encoded) and after the
+// decoders (decoded).
+struct Receiver {
+  gobj::Ref<GstElement> pipeline;
+  gobj::Ref<GstElement> src;
+  std::unique_ptr<test::BusWatcher> bus;
+  test::BufferCounter video_encoded, audio_encoded, video_decoded, audio_decoded;
+  std::atomic<int> video_pads{0}, audio_pads{0};
+  gobj::Ref<GstPad> video_pad;
+  std::mutex lock;
+
+  explicit Receiver(guint port = 0, const char *token = nullptr) {
+    pipeline = gobj::sink(gst_pipeline_new(nullptr));
+    src = gobj::sink(gst_element_factory_make("whipserversrc", nullptr));
+    g_object_set(src.get(), "ice-addresses", "127.0.0.1", "port", port, nullptr);
+    if (token) g_object_set(src.get(), "auth-token", token, nullptr);
+    gst_bin_add(GST_BIN(pipeline.get()), src.get());
+    bus = std::make_unique<test::BusWatcher>(pipeline.get());
+    g_signal_connect(src.get(), "pad-added", G_CALLBACK(&Receiver::on_pad), this);
+  }
+
+  static void on_pad(GstElement *, GstPad *pad, gpointer data) {
+    auto *self = static_cast<Receiver *>(data);
+    const bool video = g_str_has_prefix(GST_PAD_NAME(pad), "video_");
+    GstElement *queue = gst_element_factory_make("queue", nullptr);
+    GstElement *dec = gst_element_factory_make("decodebin", nullptr);
+    GstElement *sink = gst_element_factory_make("fakesink", nullptr);
+    g_object_set(sink, "sync", FALSE, "async", FALSE, nullptr);
+    gst_bin_add_many(GST_BIN(self->pipeline.get()), queue, dec, sink, nullptr);
+    gst_element_link(queue, dec);
+    g_object_set_data(G_OBJECT(dec), "sink", sink);
+    g_signal_connect(dec, "pad-added", G_CALLBACK(+[](GstElement *dec, GstPad *p, gpointer d) {
+                       auto *self = static_cast<Receiver *>(d);
+                       auto *sink = static_cast<GstElement *>(g_object_get_data(G_OBJECT(dec), "sink"));
+                       gobj::Ref<GstPad> sp = gobj::adopt(gst_element_get_static_pad(sink, "sink"));
+                       if (gst_pad_is_linked(sp.get())) return;
+                       gst_pad_link(p, sp.get());
+                       gobj::Ref<GstCaps> caps = gobj::adopt(gst_pad_query_caps(p, nullptr));
+                       const bool v = g_str_has_prefix(
+                           gst_structure_get_name(gst_caps_get_structure(caps.get(), 0)), "video");
+                       (v ? self->video_decoded : self->audio_decoded).attach(sp.get());
+                     }),
+                     self);
+    gst_element_sync_state_with_parent(sink);
+    gst_element_sync_state_with_parent(dec);
+    gst_element_sync_state_with_parent(queue);
+    gobj::Ref<GstPad> qs = gobj::adopt(gst_element_get_static_pad(queue, "sink"));
+    gst_pad_link(pad, qs.get());
+    if (video) {
+      self->video_encoded.attach(pad);
+      std::lock_guard<std::mutex> l(self->lock);
+      self->video_pad = gobj::ref(pad);
+      self->video_pads++;
+    } else {
+      self->audio_encoded.attach(pad);
+      self->audio_pads++;
+    }
+  }
+
+  void play() {
+    ASSERT_NE(gst_element_set_state(pipeline.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  }
+  ~Receiver() {
+    if (pipeline) gst_element_set_state(pipeline.get(), GST_STATE_NULL);
+  }
+};
+
+HttpResponse request(GstElement *element, const std::string &method, const std::string &ctype,
+                     const std::string &body, const std::string &session = {},
+                     const std::string &auth = {}) {
+  HttpRequest req;
+  req.method = method;
+  req.content_type = ctype;
+  req.session = session;
+  req.authorization = auth;
+  if (!body.empty()) req.body = gobj::adopt(g_bytes_new(body.data(), body.size()));
+  std::shared_ptr<HttpResponse> out;
+  submit_request(element, req, g_main_context_default(),
+                 [&out](HttpResponse r) { out = std::make_shared<HttpResponse>(std::move(r)); });
+  test::wait_for([&out] { return out != nullptr; }, 20000);
+  return out ? *out : HttpResponse::text(0, "no response");
+}
+
+// Offer, POST through handle-request, answer: returns the session id.
+std::string publish(Receiver &rx, Publisher &pub, const std::string &auth = {}) {
+  if (!pub.make_offer_now()) {
+    ADD_FAILURE() << "no offer: " << pub.error;
+    return {};
+  }
+  HttpResponse r = request(rx.src.get(), "POST", "application/sdp", pub.offer, {}, auth);
+  EXPECT_EQ(r.status, 201u) << r.body;
+  if (r.status != 201) return {};
+  EXPECT_EQ(r.content_type, "application/sdp");
+  EXPECT_EQ(r.session.size(), 32u);
+  EXPECT_FALSE(r.etag.empty());
+  pub.apply(r.body);
+  return r.session;
+}
+
+bool media_flows(Receiver &rx, guint64 video_from, guint64 audio_from, bool audio = true) {
+  return test::wait_for(
+      [&] {
+        return rx.video_decoded.count() >= video_from + 60 &&
+               (!audio || rx.audio_decoded.count() >= audio_from + 20);
+      },
+      kLongWait);
+}
+
+const char kAv1Only[] =
+    "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
+    "m=video 9 UDP/TLS/RTP/SAVPF 45\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n"
+    "a=rtcp-mux\r\na=rtpmap:45 AV1/90000\r\na=ice-ufrag:abcd\r\n"
+    "a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\n";
+
+std::string replace_all(std::string s, const std::string &from, const std::string &to) {
+  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size()))
+    s.replace(p, from.size(), to);
+  return s;
+}
+
+}  // namespace
+
+TEST(WhipServerSrc, FactoryIsOurs) { EXPECT_TRUE(test::factory_is_ours("whipserversrc")); }
+
+TEST(WhipServerSrc, EmbeddedVp8AndOpusDecodeDownstream) {
+  Receiver rx;
+  rx.play();
+  Publisher pub;
+  ASSERT_TRUE(pub.build("VP8", 96, true, 111)) << pub.error;
+  ASSERT_FALSE(publish(rx, pub).empty());
+  EXPECT_TRUE(media_flows(rx, 0, 0)) << "video " << rx.video_decoded.count() << " audio "
+                                     << rx.audio_decoded.count();
+  gboolean publishing = FALSE;
+  g_object_get(rx.src.get(), "publishing", &publishing, nullptr);
+  EXPECT_TRUE(publishing);
+  EXPECT_EQ(rx.video_pads.load(), 1);
+  EXPECT_EQ(rx.audio_pads.load(), 1);
+  EXPECT_FALSE(rx.bus->has_error()) << rx.bus->error_text();
+}
+
+TEST(WhipServerSrc, H264AtPayloadType102WithOpus) {
+  if (!have("x264enc") && !have("openh264enc")) GTEST_SKIP() << "no H.264 encoder";
+  Receiver rx;
+  rx.play();
+  Publisher pub;
+  ASSERT_TRUE(pub.build("H264", 102, true, 109)) << pub.error;
+  ASSERT_FALSE(publish(rx, pub).empty());
+  EXPECT_TRUE(media_flows(rx, 0, 0)) << "video " << rx.video_decoded.count() << " audio "
+                                     << rx.audio_decoded.count();
+  gobj::Ref<GstCaps> caps;
+  {
+    std::lock_guard<std::mutex> l(rx.lock);
+    ASSERT_TRUE(rx.video_pad);
+    caps = gobj::adopt(gst_pad_get_current_caps(rx.video_pad.get()));
+  }
+  ASSERT_TRUE(caps);
+  const GstStructure *s = gst_caps_get_structure(caps.get(), 0);
+  EXPECT_STREQ(gst_structure_get_name(s), "video/x-h264");
+  EXPECT_STREQ(gst_structure_get_string(s, "stream-format"), "byte-stream");
+  EXPECT_STREQ(gst_structure_get_string(s, "alignment"), "au");
+}
