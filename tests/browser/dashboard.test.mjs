@@ -67,6 +67,7 @@ describe('dashboard', { skip: skipReason || false }, () => {
     for (const [name, width, height] of sizes) {
       await page.setViewportSize({ width, height });
       await screenshot(page, `dashboard-${name}`);
+      await screenshot(page, `dashboard-${name}-full`, { fullPage: true });
     }
     await page.setViewportSize({ width: 1280, height: 800 });
 

@@ -90,7 +90,7 @@ export async function startServer({ token = 'browser-test-token', account = 'acc
   let ready;
   try {
     ready = await Promise.race([
-      waitFor(() => output.match(/ready: API (\S+) \(WHIP\/WHEP on (\S+)\)/),
+      waitFor(() => output.match(/ready: API (\S+) \(WHIP\/WHEP on ([^\s,)]+)/),
         { timeoutMs: 20_000, what: 'the server ready line' }),
       exited.then(({ code, signal }) => {
         throw new Error(`the server exited (code ${code}, signal ${signal}) before its ready line`);
@@ -175,10 +175,10 @@ export async function launchBrowser() {
   return chromium.launch({ executablePath: paths.chromium, headless: true, args: chromiumFlags });
 }
 
-export async function screenshot(page, name) {
+export async function screenshot(page, name, { fullPage = false } = {}) {
   mkdirSync(artifactsDir, { recursive: true });
   const file = join(artifactsDir, `${name}.png`);
-  await page.screenshot({ path: file });
+  await page.screenshot({ path: file, fullPage });
   return file;
 }
 
