@@ -1,0 +1,183 @@
+// End to end through the real whipwhep-server: create a live input over the
+// API, publish to its webRTC.url with whipsink, play its webRTCPlayback.url
+// with whepsrc, decode frames; status and liveViewers follow; DELETE ends
+// both sessions; inputs survive SIGKILL and take a publisher again.
+// Loopback only: the server and both clients gather ICE on 127.0.0.1.
+#include <gtest/gtest.h>
+#include <json-glib/json-glib.h>
+
+#include "harness.h"
+#include "server-process.h"
+
+using test::http;
+using test::HttpReply;
+
+namespace {
+
+constexpr const char *kToken = "e2e-token-0123456789abcdef";
+
+bool have_elements() {
+  for (const char *name : {"whipserversrc", "whepserversink", "whipsink", "whepsrc"}) {
+    gobj::Ref<GstElementFactory> f = gobj::adopt(gst_element_factory_find(name));
+    if (!f) return false;
+  }
+  return true;
+}
+
+std::string member(JsonObject *o, const char *block, const char *name) {
+  if (!o) return {};
+  JsonObject *b = block ? json_object_get_object_member(o, block) : o;
+  if (!b || !json_object_has_member(b, name) ||
+      JSON_NODE_HOLDS_NULL(json_object_get_member(b, name)))
+    return {};
+  return gobj::str_or(json_object_get_string_member(b, name));
+}
+
+// A gst-launch pipeline in this process, with its bus watched.
+struct Client {
+  explicit Client(const std::string &description) {
+    GError *err = nullptr;
+    pipeline = gobj::sink(gst_parse_launch(description.c_str(), &err));
+    if (err) {
+      ADD_FAILURE() << "cannot build '" << description << "': " << err->message;
+      g_error_free(err);
+    }
+    if (pipeline) bus = std::make_unique<test::BusWatcher>(pipeline.get());
+  }
+  ~Client() {
+    if (pipeline) gst_element_set_state(pipeline.get(), GST_STATE_NULL);
+  }
+  void play() { gst_element_set_state(pipeline.get(), GST_STATE_PLAYING); }
+  gobj::Ref<GstElement> by_name(const char *name) {
+    return gobj::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), name));
+  }
+  gobj::Ref<GstElement> pipeline;
+  std::unique_ptr<test::BusWatcher> bus;
+};
+
+std::string publisher_launch(const std::string &url) {
+  return "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,"
+         "framerate=30/1 ! whipsink name=whip ice-addresses=127.0.0.1 whip-endpoint=" + url;
+}
+
+std::string viewer_launch(const std::string &url) {
+  // decodebin: whatever whepsrc outputs (RTP-depayloaded encoded media or raw
+  // frames), what reaches `out` are decoded frames.
+  return "whepsrc name=whep ice-addresses=127.0.0.1 whep-endpoint=" + url +
+         " ! decodebin ! videoconvert ! video/x-raw ! fakesink name=out sync=false";
+}
+
+class ServerE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!have_elements()) GTEST_SKIP() << "the four whipwhep elements are not all built yet";
+    ASSERT_TRUE(server_.start({"--api-token", kToken})) << server_.output();
+  }
+  void TearDown() override {
+    if (server_.running()) {
+      EXPECT_EQ(server_.terminate(), 0) << server_.output();
+    }
+  }
+
+  JsonObject *get_input(const std::string &uid, HttpReply *keep) {
+    *keep = http("GET", server_.live_inputs_url() + "/" + uid, kToken);
+    return keep->result();
+  }
+  std::string status(const std::string &uid) {
+    HttpReply r;
+    return member(get_input(uid, &r), nullptr, "status");
+  }
+  gint64 viewers(const std::string &uid) {
+    HttpReply r;
+    JsonObject *o = get_input(uid, &r);
+    return o ? json_object_get_int_member(o, "liveViewers") : -1;
+  }
+
+  test::TempDir dir_;
+  test::ServerProcess server_{dir_.path()};
+};
+
+TEST_F(ServerE2E, PublishPlayStatusViewersAndDeleteEndsBothSessions) {
+  HttpReply created = http("POST", server_.live_inputs_url(), kToken, "application/json",
+                           R"({"meta":{"name":"e2e"}})");
+  ASSERT_EQ(created.status, 200u) << created.body;
+  const std::string uid = member(created.result(), nullptr, "uid");
+  const std::string publish_url = member(created.result(), "webRTC", "url");
+  const std::string play_url = member(created.result(), "webRTCPlayback", "url");
+  EXPECT_EQ(status(uid), "");  // null: never used
+
+  Client publisher(publisher_launch(publish_url));
+  ASSERT_TRUE(publisher.pipeline);
+  publisher.play();
+  ASSERT_TRUE(test::wait_for([&] { return status(uid) == "connected" || publisher.bus->has_error(); },
+                             20000))
+      << "status " << status(uid) << "; publisher: " << publisher.bus->error_text() << "\n"
+      << server_.output();
+
+  Client viewer(viewer_launch(play_url));
+  ASSERT_TRUE(viewer.pipeline);
+  test::BufferCounter frames;
+  gobj::Ref<GstElement> out = viewer.by_name("out");
+  gobj::Ref<GstPad> out_pad = gobj::adopt(gst_element_get_static_pad(out.get(), "sink"));
+  frames.attach(out_pad.get());
+  viewer.play();
+  ASSERT_TRUE(test::wait_for([&] { return frames.count() >= 30 || viewer.bus->has_error(); }, 30000))
+      << "decoded frames: " << frames.count() << "; viewer: " << viewer.bus->error_text() << "\n"
+      << server_.output();
+  EXPECT_FALSE(viewer.bus->has_error()) << viewer.bus->error_text();
+  EXPECT_GE(frames.count(), 30u);
+  EXPECT_TRUE(test::wait_for([&] { return viewers(uid) == 1; }, 10000))
+      << "liveViewers " << viewers(uid);
+  EXPECT_EQ(status(uid), "connected");
+
+  // DELETE the input: both sessions end; frames stop; the URLs are gone.
+  HttpReply del = http("DELETE", server_.live_inputs_url() + "/" + uid, kToken);
+  ASSERT_EQ(del.status, 200u) << del.body;
+  // No frame for 2 s (well beyond the 30 fps frame interval) means the
+  // viewer's session has ended; the clients also report it on their buses.
+  EXPECT_TRUE(test::wait_for(
+      [&] { return frames.last_time() && g_get_monotonic_time() - frames.last_time() > 2000000; },
+      20000))
+      << "frames still arriving after DELETE";
+  EXPECT_TRUE(test::wait_for([&] { return viewer.bus->has_error() || viewer.bus->has_eos(); },
+                             40000))
+      << "the viewer was not told its session ended";
+  EXPECT_TRUE(test::wait_for([&] { return publisher.bus->has_error() || publisher.bus->has_eos(); },
+                             40000))
+      << "the publisher was not told its session ended";
+  EXPECT_EQ(http("GET", server_.live_inputs_url() + "/" + uid, kToken).status, 404u);
+  EXPECT_EQ(http("POST", publish_url, "", "application/sdp", "v=0\r\n").status, 404u);
+  EXPECT_EQ(http("POST", play_url, "", "application/sdp", "v=0\r\n").status, 404u);
+}
+
+TEST_F(ServerE2E, PublishingWorksAgainAfterSigkillAndRestart) {
+  HttpReply created = http("POST", server_.live_inputs_url(), kToken, "application/json", "{}");
+  ASSERT_EQ(created.status, 200u);
+  const std::string uid = member(created.result(), nullptr, "uid");
+  const std::string publish_url = member(created.result(), "webRTC", "url");
+  const std::string path = publish_url.substr(server_.base_url.size());
+
+  {
+    Client publisher(publisher_launch(publish_url));
+    publisher.play();
+    ASSERT_TRUE(test::wait_for([&] { return status(uid) == "connected"; }, 20000))
+        << publisher.bus->error_text();
+    server_.kill();  // SIGKILL with a publisher live
+  }
+
+  ASSERT_TRUE(server_.start({"--api-token", kToken})) << server_.output();
+  // The same input, the same publish path (the port may differ).
+  HttpReply r;
+  JsonObject *in = get_input(uid, &r);
+  ASSERT_NE(in, nullptr) << r.body;
+  const std::string again = member(in, "webRTC", "url");
+  EXPECT_EQ(again.substr(server_.base_url.size()), path);
+  EXPECT_NE(status(uid), "connected");  // nobody is live after the crash
+
+  Client publisher(publisher_launch(again));
+  publisher.play();
+  EXPECT_TRUE(test::wait_for([&] { return status(uid) == "connected"; }, 20000))
+      << "status " << status(uid) << "; publisher: " << publisher.bus->error_text();
+}
+
+}  // namespace
