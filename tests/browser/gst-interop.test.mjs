@@ -21,7 +21,8 @@ const gstEnv = {
 };
 
 function elementMissing(name) {
-  const r = spawnSync('gst-inspect-1.0', ['--exists', name], { env: gstEnv });
+  // (gst-inspect-1.0 --exists ignores GST_PLUGIN_PATH in 1.22; a plain inspect does not.)
+  const r = spawnSync('gst-inspect-1.0', [name], { env: gstEnv, stdio: 'ignore' });
   return r.status === 0 ? '' : `element ${name} is not in the build's plugin yet`;
 }
 
@@ -34,7 +35,7 @@ function launch(args) {
   proc.exited = new Promise((r) => child.on('exit', (code, signal) => r({ code, signal })));
   proc.stop = async () => {
     if (child.exitCode !== null || child.signalCode !== null) return proc.exited;
-    child.kill('SIGINT'); // gst-launch -e: EOS, then a clean stop
+    child.kill('SIGINT'); // gst-launch: PLAYING -> NULL, the elements end their sessions
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     const result = await proc.exited;
     clearTimeout(timer);
@@ -59,7 +60,7 @@ describe('GStreamer elements and the browser', { skip: skipReason || false }, ()
   it('whipsink publishes, the watch page decodes video and receives audio',
     { skip: elementMissing('whipsink') || false }, async () => {
       const input = await server.api('POST', '', { meta: { name: 'from whipsink' } });
-      const gst = launch(['-e',
+      const gst = launch([
         'whipsink', 'name=s', `whip-endpoint=${input.webRTC.url}`, 'ice-addresses=127.0.0.1',
         'videotestsrc', 'is-live=true', 'pattern=ball', '!',
         'video/x-raw,width=320,height=240,framerate=15/1', '!',
@@ -83,6 +84,9 @@ describe('GStreamer elements and the browser', { skip: skipReason || false }, ()
         const exit = await gst.stop();
         assert.equal(exit.code, 0, `gst-launch exit ${JSON.stringify(exit)}:\n${gst.output}`);
       }
+      // Stopping whipsink ended its session on the server (DELETE).
+      await waitFor(async () => (await server.api('GET', `/${input.uid}`)).status !== 'connected',
+        { what: 'the input to leave "connected" after whipsink stopped' });
     });
 
   it('the publish page goes live, whepsrc decodes frames',
