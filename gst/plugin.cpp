@@ -7,6 +7,7 @@ static gboolean plugin_init(GstPlugin *plugin) {
   // One line per element that works (see elements.h).
   ok &= GST_ELEMENT_REGISTER(whipsink, plugin);
   ok &= GST_ELEMENT_REGISTER(whipserversrc, plugin);
+  ok &= GST_ELEMENT_REGISTER(whepsrc, plugin);
   (void)plugin;
   return ok;
 }
