@@ -143,6 +143,8 @@ bool load_config_data(const std::string &data, const std::string &origin, Config
                      64 * 1024 * 1024, origin, &local) &&
             get_uint(kf, "limits", "max-meta-bytes", &c.limits.max_meta_bytes, 16, 1024 * 1024,
                      origin, &local) &&
+            get_uint(kf, "limits", "request-timeout-seconds", &c.limits.request_timeout_seconds,
+                     1, 3600, origin, &local) &&
             get_list(kf, "cors", "allowed-origins", &c.cors_origins, &local) &&
             get_bool(kf, "whip", "replace-publisher", &c.replace_publisher, &local) &&
             get_string(kf, "pipeline", "template", &c.pipeline_template, &local);

@@ -15,6 +15,7 @@ struct Limits {
   guint max_viewers_per_input = 100;
   gsize max_body_bytes = 64 * 1024;
   guint max_meta_bytes = 16 * 1024;
+  guint request_timeout_seconds = 30;  // to receive a whole request (slow clients)
 };
 
 struct IceServer {

@@ -63,6 +63,8 @@ bool HttpApi::listen(GError **error) {
   // decoded into new segments.
   server_ = gobj::adopt(
       soup_server_new("server-header", "whipwhep-server ", "raw-paths", TRUE, nullptr));
+  g_signal_connect(server_.get(), "request-started", G_CALLBACK(&HttpApi::on_request_started),
+                   this);
   soup_server_add_early_handler(server_.get(), nullptr, &HttpApi::on_early, this, nullptr);
   soup_server_add_handler(server_.get(), nullptr, &HttpApi::on_request, this, nullptr);
   g_autoptr(GSocketAddress) addr =
@@ -147,6 +149,52 @@ void HttpApi::preflight(SoupServerMessage *msg, const char *methods, bool with_i
   soup_message_headers_replace(h, "Access-Control-Max-Age", "86400");
   if (with_ice_links) add_ice_links(h);
   add_common_headers(msg, with_ice_links);
+}
+
+// --- slow clients --------------------------------------------------------------
+
+namespace {
+
+// The deadline of one request, attached to its message; dropping it (request
+// read, or message finished) removes the timer.
+struct ReadDeadline {
+  GSource *timer = nullptr;
+  ~ReadDeadline() {
+    if (timer) {
+      g_source_destroy(timer);
+      g_source_unref(timer);
+    }
+  }
+};
+constexpr const char *kDeadlineKey = "whipwhep-read-deadline";
+
+}  // namespace
+
+void HttpApi::on_request_started(SoupServer *, SoupServerMessage *msg, gpointer data) {
+  auto *self = static_cast<HttpApi *>(data);
+  auto *deadline = new ReadDeadline();
+  deadline->timer = g_timeout_source_new_seconds(self->config_.limits.request_timeout_seconds);
+  // The timer holds no reference: the message owns the deadline, and the
+  // deadline destroys the timer before the message can go away.
+  g_source_set_callback(
+      deadline->timer,
+      +[](gpointer m) -> gboolean {
+        auto *msg = static_cast<SoupServerMessage *>(m);
+        // Shutting the socket down makes libsoup's pending read fail: the
+        // request is dropped and its connection freed like any other.
+        if (GSocket *sock = soup_server_message_get_socket(msg))
+          g_socket_shutdown(sock, TRUE, TRUE, nullptr);
+        return G_SOURCE_REMOVE;
+      },
+      msg, nullptr);
+  g_source_attach(deadline->timer, g_main_context_get_thread_default());
+  g_object_set_data_full(G_OBJECT(msg), kDeadlineKey, deadline,
+                         +[](gpointer d) { delete static_cast<ReadDeadline *>(d); });
+  auto drop = +[](SoupServerMessage *m, gpointer) {
+    g_object_set_data(G_OBJECT(m), kDeadlineKey, nullptr);
+  };
+  g_signal_connect(msg, "got-body", G_CALLBACK(drop), nullptr);
+  g_signal_connect(msg, "finished", G_CALLBACK(drop), nullptr);
 }
 
 // --- body limits -------------------------------------------------------------

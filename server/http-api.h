@@ -45,6 +45,7 @@ class HttpApi {
   static void on_request(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *,
                          gpointer self);
   static void on_got_chunk(SoupServerMessage *msg, GBytes *chunk, gpointer self);
+  static void on_request_started(SoupServer *, SoupServerMessage *msg, gpointer self);
 
   void handle_api(SoupServerMessage *msg, const std::vector<std::string> &segments);
   void handle_media(SoupServerMessage *msg, const std::string &key, bool publish,

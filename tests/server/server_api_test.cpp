@@ -341,6 +341,43 @@ TEST_F(ServerApi, MediaRoutesRejectUnknownKeysAndBadRequests) {
 
 // --- process-level behaviour ------------------------------------------------
 
+TEST(ServerProcess, SlowClientIsDroppedWithoutBlockingOthers) {
+  SKIP_WITHOUT_ELEMENTS();
+  test::TempDir dir;
+  const std::string conf = dir.file("slow.conf");
+  ASSERT_TRUE(g_file_set_contents(conf.c_str(), "[limits]\nrequest-timeout-seconds=2\n", -1,
+                                  nullptr));
+  test::ServerProcess server(dir.path() + "/data");
+  ASSERT_TRUE(server.start({"--config", conf, "--api-token", kToken})) << server.output();
+
+  g_autoptr(GUri) uri = g_uri_parse(server.base_url.c_str(), G_URI_FLAGS_NONE, nullptr);
+  g_autoptr(GSocketClient) client = g_socket_client_new();
+  g_autoptr(GSocketConnection) slow = g_socket_client_connect_to_host(
+      client, g_uri_get_host(uri), static_cast<guint16>(g_uri_get_port(uri)), nullptr, nullptr);
+  ASSERT_NE(slow, nullptr);
+  GOutputStream *out = g_io_stream_get_output_stream(G_IO_STREAM(slow));
+  // Half a request line, then nothing more, like a client sending one byte
+  // now and then.
+  ASSERT_TRUE(g_output_stream_write_all(out, "GET /client/v4", 14, nullptr, nullptr, nullptr));
+  const gint64 start = g_get_monotonic_time();
+
+  // Others are served meanwhile.
+  EXPECT_EQ(http("GET", server.live_inputs_url(), kToken).status, 200u);
+
+  // The slow connection is closed by the server: a read returns EOF (or an
+  // error), well within the timeout plus slack.
+  GSocket *sock = g_socket_connection_get_socket(slow);
+  g_socket_set_timeout(sock, 10);
+  char buf[256];
+  gssize n = g_socket_receive(sock, buf, sizeof buf, nullptr, nullptr);
+  const gint64 elapsed_ms = (g_get_monotonic_time() - start) / 1000;
+  EXPECT_LE(n, 0) << "the server answered a request it never fully got";
+  EXPECT_GE(elapsed_ms, 1500);
+  EXPECT_LT(elapsed_ms, 8000) << "a slow client held its connection too long";
+  EXPECT_EQ(http("GET", server.live_inputs_url(), kToken).status, 200u);
+  EXPECT_EQ(server.terminate(), 0);
+}
+
 TEST(ServerProcess, GeneratesStoresAndPrintsATokenOnFirstStartOnly) {
   SKIP_WITHOUT_ELEMENTS();
   test::TempDir dir;
