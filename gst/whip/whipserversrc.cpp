@@ -31,6 +31,7 @@
 #include <gst/webrtc/webrtc.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -77,6 +78,7 @@ struct MlinePlan {
   bool accepted = false;
   std::string output;  // "video_0"
   CodecChoice codec;
+  gobj::Ref<GstCaps> declined_caps;  // !accepted: one offered format, answered inactive
 };
 
 // A persistent src pad of the element.
@@ -235,6 +237,15 @@ HttpResponse Impl::check_offer(const GstSDPMessage *offer, std::vector<MlinePlan
                                          media_kind_name(kind) + " m-line " +
                                          std::to_string(i) + " is recvonly");
     p.output = std::string(media_kind_name(kind)) + "_" + std::to_string(seen[kind]++);
+    if (gst_sdp_media_formats_len(m) > 0) {
+      GstCaps *c = gst_sdp_media_get_caps_from_media(
+          m, atoi(gst_sdp_media_get_format(m, 0)));
+      if (c) {
+        c = gst_caps_make_writable(c);
+        gst_structure_set_name(gst_caps_get_structure(c, 0), "application/x-rtp");
+        p.declined_caps = gobj::adopt(c);
+      }
+    }
     if (dir == "inactive") {
       plan->push_back(p);
       continue;
@@ -315,30 +326,26 @@ void Impl::post(const HttpRequest &req, GstPromise *promise) {
       [weak]() -> std::string {
         auto session = weak.lock();
         if (!session) return "session ended";
-        // Runs on webrtcbin's thread once the offer is applied: receive only
-        // the chosen codec of each m-line, with NACK; decline the rest.
-        GArray *arr = nullptr;
-        g_signal_emit_by_name(session->webrtcbin.get(), "get-transceivers", &arr);
-        if (!arr) return "webrtcbin has no transceivers";
-        for (guint i = 0; i < arr->len; i++) {
-          auto *t = g_array_index(arr, GstWebRTCRTPTransceiver *, i);
-          guint mline = G_MAXUINT;
-          g_object_get(t, "mlineindex", &mline, nullptr);
-          if (mline >= session->plan.size()) continue;
-          const MlinePlan &p = session->plan[mline];
+        // Runs on webrtcbin's thread once the offer is applied, before
+        // create-answer. webrtcbin 1.22 only creates transceivers for a
+        // remote offer inside create-answer, answering every offered codec;
+        // so add our own, one per m-line in order: the answer task takes the
+        // first unassociated transceiver whose codec-preferences intersect
+        // the m-line, which gives exactly the chosen codec with the
+        // publisher's payload type. Declined m-lines get an inactive one.
+        for (const MlinePlan &p : session->plan) {
           if (p.output.empty()) continue;
-          if (p.accepted) {
-            g_object_set(t, "codec-preferences", p.codec.rtp_caps.get(), "direction",
-                         GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY, "do-nack", TRUE,
-                         nullptr);
-          } else {
-            gobj::Ref<GstCaps> none =
-                gobj::adopt(gst_caps_from_string("application/x-rtp,encoding-name=NONE"));
-            g_object_set(t, "codec-preferences", none.get(), "direction",
-                         GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE, nullptr);
-          }
+          GstCaps *caps = p.accepted ? p.codec.rtp_caps.get() : p.declined_caps.get();
+          if (!caps) continue;
+          GstWebRTCRTPTransceiver *t = nullptr;
+          g_signal_emit_by_name(session->webrtcbin.get(), "add-transceiver",
+                                p.accepted ? GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_RECVONLY
+                                           : GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_INACTIVE,
+                                caps, &t);
+          if (!t) return "webrtcbin refused a transceiver for " + p.output;
+          auto held = gobj::adopt(t);
+          if (p.accepted) g_object_set(t, "do-nack", TRUE, nullptr);
         }
-        g_array_unref(arr);
         return {};
       },
       [self, held_promise, weak](bool ok, std::string text) {

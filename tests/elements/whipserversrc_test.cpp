@@ -77,7 +77,7 @@ struct Publisher {
     g_signal_emit_by_name(webrtcbin.get(), "get-transceivers", &arr);
     for (guint i = 0; arr && i < arr->len; i++)
       g_object_set(g_array_index(arr, GstWebRTCRTPTransceiver *, i), "direction",
-                   GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY, nullptr);
+                   GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY, "do-nack", TRUE, nullptr);
     if (arr) g_array_unref(arr);
     return gst_element_set_state(pipeline.get(), GST_STATE_PLAYING) != GST_STATE_CHANGE_FAILURE;
   }
@@ -291,4 +291,236 @@ TEST(WhipServerSrc, H264AtPayloadType102WithOpus) {
   EXPECT_STREQ(gst_structure_get_name(s), "video/x-h264");
   EXPECT_STREQ(gst_structure_get_string(s, "stream-format"), "byte-stream");
   EXPECT_STREQ(gst_structure_get_string(s, "alignment"), "au");
+}
+
+namespace {
+
+struct HttpResult {
+  guint status = 0;
+  std::string body, location, content_type, www_authenticate;
+};
+
+HttpResult http(const std::string &method, const std::string &url, const std::string &ctype,
+                const std::string &body, const std::string &auth = {}) {
+  gobj::Ref<SoupSession> session = gobj::adopt(soup_session_new_with_options("timeout", 10, nullptr));
+  gobj::Ref<SoupMessage> msg = gobj::adopt(soup_message_new(method.c_str(), url.c_str()));
+  HttpResult out;
+  if (!msg) return out;
+  if (!body.empty()) {
+    gobj::Ref<GBytes> b = gobj::adopt(g_bytes_new(body.data(), body.size()));
+    soup_message_set_request_body_from_bytes(msg.get(), ctype.c_str(), b.get());
+  }
+  SoupMessageHeaders *rh = soup_message_get_request_headers(msg.get());
+  if (!auth.empty()) soup_message_headers_replace(rh, "Authorization", auth.c_str());
+  gobj::Unique<GError> err;
+  gobj::Ref<GBytes> resp =
+      gobj::adopt(soup_session_send_and_read(session.get(), msg.get(), nullptr, gobj::out(err)));
+  out.status = soup_message_get_status(msg.get());
+  if (resp) {
+    gsize n = 0;
+    const char *d = static_cast<const char *>(g_bytes_get_data(resp.get(), &n));
+    out.body.assign(d ? d : "", n);
+  }
+  SoupMessageHeaders *h = soup_message_get_response_headers(msg.get());
+  out.location = gobj::str_or(soup_message_headers_get_one(h, "Location"));
+  out.content_type = normalize_media_type(soup_message_headers_get_one(h, "Content-Type"));
+  out.www_authenticate = gobj::str_or(soup_message_headers_get_one(h, "WWW-Authenticate"));
+  return out;
+}
+
+}  // namespace
+
+TEST(WhipServerSrc, StandaloneListenerPublishAndDelete) {
+  const guint port = test::free_tcp_port();
+  ASSERT_NE(port, 0u);
+  Receiver rx(port);
+  rx.play();
+  guint bound = 0;
+  g_object_get(rx.src.get(), "bound-port", &bound, nullptr);
+  EXPECT_EQ(bound, port);
+  const std::string endpoint = "http://127.0.0.1:" + std::to_string(port) + "/whip";
+
+  Publisher pub;
+  ASSERT_TRUE(pub.build("VP8", 96, true, 111)) << pub.error;
+  ASSERT_TRUE(pub.make_offer_now()) << pub.error;
+  HttpResult r = http("POST", endpoint, "application/sdp", pub.offer);
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_EQ(r.content_type, "application/sdp");
+  ASSERT_TRUE(g_str_has_prefix(r.location.c_str(), "/whip/")) << r.location;
+  EXPECT_EQ(r.location.size(), std::string("/whip/").size() + 32);
+  pub.apply(r.body);
+  EXPECT_TRUE(media_flows(rx, 0, 0)) << "video " << rx.video_decoded.count() << " audio "
+                                     << rx.audio_decoded.count();
+
+  const std::string session_url = "http://127.0.0.1:" + std::to_string(port) + r.location;
+  EXPECT_EQ(http("DELETE", session_url, "", "").status, 200u);
+  EXPECT_TRUE(test::wait_for(
+      [&] {
+        gboolean p = TRUE;
+        g_object_get(rx.src.get(), "publishing", &p, nullptr);
+        return !p;
+      },
+      5000));
+  EXPECT_EQ(http("DELETE", session_url, "", "").status, 404u);
+  EXPECT_FALSE(rx.bus->has_eos());
+  EXPECT_FALSE(rx.bus->has_error()) << rx.bus->error_text();
+}
+
+TEST(WhipServerSrc, RejectsBadInputsWithExactStatusesThenAcceptsAPublisher) {
+  const guint port = test::free_tcp_port();
+  Receiver rx(port, "s3cret");
+  rx.play();
+  const std::string endpoint = "http://127.0.0.1:" + std::to_string(port) + "/whip";
+  const std::string good = "Bearer s3cret";
+
+  Publisher pub;
+  ASSERT_TRUE(pub.build("VP8", 96, true, 111)) << pub.error;
+  ASSERT_TRUE(pub.make_offer_now()) << pub.error;
+
+  HttpResult r = http("POST", endpoint, "application/sdp", pub.offer);
+  EXPECT_EQ(r.status, 401u) << r.body;
+  EXPECT_EQ(r.www_authenticate, "Bearer");
+  EXPECT_FALSE(r.body.empty());
+  EXPECT_EQ(http("POST", endpoint, "application/sdp", pub.offer, "Bearer wrong").status, 401u);
+
+  r = http("POST", endpoint, "text/plain", pub.offer, good);
+  EXPECT_EQ(r.status, 415u) << r.body;
+  EXPECT_EQ(r.content_type, "text/plain");
+  EXPECT_FALSE(r.body.empty());
+
+  r = http("POST", endpoint, "application/sdp", "this is not sdp", good);
+  EXPECT_EQ(r.status, 400u) << r.body;
+  EXPECT_FALSE(r.body.empty());
+
+  r = http("POST", endpoint, "application/sdp", replace_all(pub.offer, "a=sendonly", "a=recvonly"),
+           good);
+  EXPECT_EQ(r.status, 422u) << r.body;
+  EXPECT_NE(r.body.find("sendonly"), std::string::npos) << r.body;
+
+  r = http("POST", endpoint, "application/sdp", kAv1Only, good);
+  EXPECT_EQ(r.status, 422u) << r.body;
+  EXPECT_NE(r.body.find("AV1"), std::string::npos) << r.body;
+
+  EXPECT_EQ(http("DELETE", endpoint + "/0123456789abcdef0123456789abcdef", "", "", good).status,
+            404u);
+
+  // Still working: a good publisher gets media through.
+  r = http("POST", endpoint, "application/sdp", pub.offer, good);
+  ASSERT_EQ(r.status, 201u) << r.body;
+  pub.apply(r.body);
+  EXPECT_TRUE(media_flows(rx, 0, 0)) << "video " << rx.video_decoded.count();
+
+  // A second publisher while one is live: 409, and the first keeps flowing.
+  Publisher second;
+  ASSERT_TRUE(second.build("VP8", 96, false, 0)) << second.error;
+  ASSERT_TRUE(second.make_offer_now()) << second.error;
+  r = http("POST", endpoint, "application/sdp", second.offer, good);
+  EXPECT_EQ(r.status, 409u) << r.body;
+  EXPECT_FALSE(r.body.empty());
+  const guint64 v = rx.video_decoded.count();
+  EXPECT_TRUE(media_flows(rx, v, 0, false));
+  EXPECT_FALSE(rx.bus->has_error()) << rx.bus->error_text();
+}
+
+TEST(WhipServerSrc, DeclinesUnsupportedCodecsAndKeepsThePublishersPayloadTypes) {
+  Receiver rx;
+  rx.play();
+  Publisher pub;
+  // Audio first, VP8 at PT 120 behind an AV1 payload type we cannot take.
+  ASSERT_TRUE(pub.build("VP8", 120, true, 98, 30, true)) << pub.error;
+  ASSERT_TRUE(pub.make_offer_now()) << pub.error;
+  std::string offer = replace_all(pub.offer, "UDP/TLS/RTP/SAVPF 120", "UDP/TLS/RTP/SAVPF 45 120");
+  offer = replace_all(offer, "a=rtpmap:120 VP8/90000", "a=rtpmap:45 AV1/90000\r\na=rtpmap:120 VP8/90000");
+  ASSERT_NE(offer.find("a=rtpmap:45 AV1"), std::string::npos);
+  HttpResponse r = request(rx.src.get(), "POST", "application/sdp", offer);
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_NE(r.body.find("a=rtpmap:120 VP8/90000"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("a=rtpmap:98 OPUS/48000"), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("AV1"), std::string::npos) << r.body;
+  // NACK and RTX survive (loss recovery with a short jitterbuffer).
+  EXPECT_NE(r.body.find("a=rtcp-fb:120 nack"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("apt=120"), std::string::npos) << r.body;
+  pub.apply(r.body);
+  EXPECT_TRUE(media_flows(rx, 0, 0)) << "video " << rx.video_decoded.count() << " audio "
+                                     << rx.audio_decoded.count();
+}
+
+TEST(WhipServerSrc, SecondPublisherResumesOnTheSamePadsWithoutEos) {
+  Receiver rx;
+  rx.play();
+  std::string first_id;
+  {
+    Publisher pub;
+    ASSERT_TRUE(pub.build("VP8", 96, true, 111)) << pub.error;
+    first_id = publish(rx, pub);
+    ASSERT_FALSE(first_id.empty());
+    ASSERT_TRUE(media_flows(rx, 0, 0));
+    EXPECT_EQ(request(rx.src.get(), "DELETE", "", "", first_id).status, 200u);
+    ASSERT_TRUE(test::wait_for(
+        [&] {
+          gboolean p = TRUE;
+          g_object_get(rx.src.get(), "publishing", &p, nullptr);
+          return !p;
+        },
+        5000));
+  }
+  const guint64 v = rx.video_encoded.count(), vd = rx.video_decoded.count(),
+                a = rx.audio_decoded.count();
+  Publisher pub2;
+  ASSERT_TRUE(pub2.build("VP8", 100, true, 101)) << pub2.error;
+  ASSERT_FALSE(publish(rx, pub2).empty());
+  EXPECT_TRUE(media_flows(rx, vd, a)) << "decoded video " << rx.video_decoded.count() - vd;
+  EXPECT_GE(rx.video_encoded.count(), v + 60);
+  EXPECT_EQ(rx.video_pads.load(), 1);
+  EXPECT_EQ(rx.audio_pads.load(), 1);
+  EXPECT_FALSE(rx.bus->has_eos());
+  EXPECT_FALSE(rx.bus->has_error()) << rx.bus->error_text();
+}
+
+TEST(WhipServerSrc, ForceKeyUnitUpstreamBringsAKeyframeWithin1s) {
+  Receiver rx;
+  rx.play();
+  Publisher pub;
+  ASSERT_TRUE(pub.build("VP8", 96, false, 0, 300)) << pub.error;  // 10 s GOP
+  ASSERT_FALSE(publish(rx, pub).empty());
+  ASSERT_TRUE(test::wait_for([&] { return rx.video_encoded.count() >= 45; }, kLongWait));
+
+  gobj::Ref<GstPad> pad;
+  {
+    std::lock_guard<std::mutex> l(rx.lock);
+    pad = rx.video_pad;
+  }
+  std::atomic<gint64> keyframe_at{0};
+  std::atomic<bool> armed{false};
+  struct ProbeData {
+    std::atomic<gint64> *at;
+    std::atomic<bool> *armed;
+  } pd{&keyframe_at, &armed};
+  gulong id = gst_pad_add_probe(
+      pad.get(), GST_PAD_PROBE_TYPE_BUFFER,
+      +[](GstPad *, GstPadProbeInfo *info, gpointer d) {
+        auto *pd = static_cast<ProbeData *>(d);
+        GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER(info);
+        if (*pd->armed && !GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT) && !*pd->at)
+          *pd->at = g_get_monotonic_time();
+        return GST_PAD_PROBE_OK;
+      },
+      &pd, nullptr);
+  // No keyframe for a while (the GOP is 10 s), then ask for one.
+  const guint64 before = rx.video_encoded.count();
+  test::wait_for([&] { return rx.video_encoded.count() >= before + 10; }, 5000);
+  armed = true;
+  EXPECT_EQ(keyframe_at.load(), 0) << "a keyframe came unasked";
+  const gint64 asked = g_get_monotonic_time();
+  gobj::Ref<GstPad> peer = gobj::adopt(gst_pad_get_peer(pad.get()));
+  ASSERT_TRUE(peer);
+  gst_pad_push_event(peer.get(),
+                     gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, TRUE, 1));
+  EXPECT_TRUE(test::wait_for([&] { return keyframe_at.load() != 0; }, 1500));
+  if (keyframe_at.load()) {
+    EXPECT_LT(keyframe_at.load() - asked, 1000 * 1000);
+    std::printf("keyframe %lld ms after the request\n",
+                static_cast<long long>((keyframe_at.load() - asked) / 1000));
+  }
+  gst_pad_remove_probe(pad.get(), id);
 }
