@@ -524,3 +524,131 @@ TEST(WhipServerSrc, ForceKeyUnitUpstreamBringsAKeyframeWithin1s) {
   }
   gst_pad_remove_probe(pad.get(), id);
 }
+
+TEST(WhipServerSrc, TrickleIcePatchStatuses) {
+  Receiver rx;
+  rx.play();
+  Publisher pub;
+  ASSERT_TRUE(pub.build("VP8", 96, false, 0)) << pub.error;
+  ASSERT_TRUE(pub.make_offer_now()) << pub.error;
+  HttpResponse r = request(rx.src.get(), "POST", "application/sdp", pub.offer);
+  ASSERT_EQ(r.status, 201u) << r.body;
+  const std::string id = r.session, etag = r.etag;
+  auto at = pub.offer.find("a=ice-ufrag:");
+  ASSERT_NE(at, std::string::npos);
+  const std::string ufrag = pub.offer.substr(at + 12, pub.offer.find_first_of("\r\n", at) - at - 12);
+  const std::string frag = "a=ice-ufrag:" + ufrag +
+                           "\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:video0\r\n"
+                           "a=candidate:9 1 UDP 2015363327 127.0.0.1 9 typ host\r\n"
+                           "a=end-of-candidates\r\n";
+  EXPECT_EQ(request(rx.src.get(), "PATCH", "application/trickle-ice-sdpfrag", frag, id).status,
+            204u);
+  EXPECT_EQ(request(rx.src.get(), "PATCH", "application/sdp", frag, id).status, 415u);
+  EXPECT_EQ(request(rx.src.get(), "PATCH", "application/trickle-ice-sdpfrag", frag,
+                    "0123456789abcdef0123456789abcdef")
+                .status,
+            404u);
+  // A new ufrag is an ICE restart, which this element does not do (RFC 9725: 422).
+  const std::string restart = replace_all(frag, ufrag, "newufrag");
+  r = request(rx.src.get(), "PATCH", "application/trickle-ice-sdpfrag", restart, id);
+  EXPECT_EQ(r.status, 422u) << r.body;
+  // If-Match naming another ETag: 412.
+  HttpRequest req;
+  req.method = "PATCH";
+  req.session = id;
+  req.content_type = "application/trickle-ice-sdpfrag";
+  req.if_match = "\"not-the-etag\"";
+  req.body = gobj::adopt(g_bytes_new(frag.data(), frag.size()));
+  std::shared_ptr<HttpResponse> out;
+  submit_request(rx.src.get(), req, g_main_context_default(),
+                 [&out](HttpResponse x) { out = std::make_shared<HttpResponse>(std::move(x)); });
+  ASSERT_TRUE(test::wait_for([&] { return out != nullptr; }, 5000));
+  EXPECT_EQ(out->status, 412u);
+  EXPECT_EQ(request(rx.src.get(), "DELETE", "", "", id).status, 200u);
+}
+
+TEST(WhipServerSrc, ReplacePublisherTakesOverTheLiveInput) {
+  Receiver rx;
+  g_object_set(rx.src.get(), "replace-publisher", TRUE, nullptr);
+  rx.play();
+  std::atomic<int> connected{0}, disconnected{0};
+  g_signal_connect(rx.src.get(), "publisher-connected",
+                   G_CALLBACK(+[](GstElement *, const char *, gpointer d) {
+                     (*static_cast<std::atomic<int> *>(d))++;
+                   }),
+                   &connected);
+  g_signal_connect(rx.src.get(), "publisher-disconnected",
+                   G_CALLBACK(+[](GstElement *, const char *, gpointer d) {
+                     (*static_cast<std::atomic<int> *>(d))++;
+                   }),
+                   &disconnected);
+  Publisher first;
+  ASSERT_TRUE(first.build("VP8", 96, true, 111)) << first.error;
+  ASSERT_FALSE(publish(rx, first).empty());
+  ASSERT_TRUE(media_flows(rx, 0, 0));
+  Publisher second;
+  ASSERT_TRUE(second.build("VP8", 96, true, 111)) << second.error;
+  ASSERT_FALSE(publish(rx, second).empty());  // 201, not 409
+  EXPECT_TRUE(test::wait_for([&] { return disconnected.load() == 1; }, 5000));
+  // The first publisher is gone: stop it so only the second can feed us.
+  gst_element_set_state(first.pipeline.get(), GST_STATE_NULL);
+  const guint64 v = rx.video_decoded.count(), a = rx.audio_decoded.count();
+  EXPECT_TRUE(media_flows(rx, v, a));
+  EXPECT_EQ(connected.load(), 2);
+  EXPECT_EQ(rx.video_pads.load(), 1);
+  EXPECT_FALSE(rx.bus->has_eos());
+  g_signal_handlers_disconnect_by_data(rx.src.get(), &connected);
+  g_signal_handlers_disconnect_by_data(rx.src.get(), &disconnected);
+}
+
+TEST(WhipServerSrc, CodecChangeOnALiveInputIs422) {
+  if (!have("x264enc") && !have("openh264enc")) GTEST_SKIP() << "no H.264 encoder";
+  Receiver rx;
+  rx.play();
+  {
+    Publisher vp8;
+    ASSERT_TRUE(vp8.build("VP8", 96, false, 0)) << vp8.error;
+    const std::string id = publish(rx, vp8);
+    ASSERT_FALSE(id.empty());
+    ASSERT_TRUE(media_flows(rx, 0, 0, false));
+    EXPECT_EQ(request(rx.src.get(), "DELETE", "", "", id).status, 200u);
+  }
+  Publisher h264;
+  ASSERT_TRUE(h264.build("H264", 102, false, 0)) << h264.error;
+  ASSERT_TRUE(h264.make_offer_now()) << h264.error;
+  HttpResponse r = request(rx.src.get(), "POST", "application/sdp", h264.offer);
+  EXPECT_EQ(r.status, 422u) << r.body;
+  EXPECT_NE(r.body.find("codec change"), std::string::npos) << r.body;
+}
+
+TEST(WhipServerSrc, VanishedPublisherIsCleanedUpWithin30s) {
+  Receiver rx;
+  rx.play();
+  std::atomic<int> disconnected{0};
+  g_signal_connect(rx.src.get(), "publisher-disconnected",
+                   G_CALLBACK(+[](GstElement *, const char *, gpointer d) {
+                     (*static_cast<std::atomic<int> *>(d))++;
+                   }),
+                   &disconnected);
+  {
+    Publisher pub;
+    ASSERT_TRUE(pub.build("VP8", 96, true, 111)) << pub.error;
+    ASSERT_FALSE(publish(rx, pub).empty());
+    ASSERT_TRUE(media_flows(rx, 0, 0));
+  }  // the publisher disappears without DELETE
+  const gint64 gone = g_get_monotonic_time();
+  EXPECT_TRUE(test::wait_for([&] { return disconnected.load() == 1; }, 30000));
+  std::printf("vanished publisher detected after %lld ms\n",
+              static_cast<long long>((g_get_monotonic_time() - gone) / 1000));
+  gboolean p = TRUE;
+  g_object_get(rx.src.get(), "publishing", &p, nullptr);
+  EXPECT_FALSE(p);
+  // And a new publisher is taken (no 409 left behind).
+  Publisher next;
+  ASSERT_TRUE(next.build("VP8", 96, true, 111)) << next.error;
+  ASSERT_FALSE(publish(rx, next).empty());
+  const guint64 v = rx.video_decoded.count();
+  EXPECT_TRUE(media_flows(rx, v, 0, false));
+  EXPECT_FALSE(rx.bus->has_eos());
+  g_signal_handlers_disconnect_by_data(rx.src.get(), &disconnected);
+}
