@@ -204,18 +204,6 @@ bool Impl::build_chain(Input *in, GstCaps *caps) {
     // NACK + RTX lets the server recover lost video packets.
     if (in->video) g_object_set(trans.get(), "do-nack", TRUE, nullptr);
   }
-  // Caps reaching webrtcbin mean this input can be described in the offer.
-  gst_pad_add_probe(
-      sinkpad.get(), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
-      +[](GstPad *, GstPadProbeInfo *info, gpointer data) -> GstPadProbeReturn {
-        if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_CAPS) {
-          auto *in = static_cast<Input *>(data);
-          in->impl->on_webrtc_caps(in);
-        }
-        return GST_PAD_PROBE_OK;
-      },
-      in, nullptr);
-
   GstElement *prev = in->filter.get();
   for (auto &e : els) {
     gst_bin_add(self_, e.get());
@@ -228,6 +216,30 @@ bool Impl::build_chain(Input *in, GstCaps *caps) {
     prev = e.get();
   }
   gobj::Ref<GstPad> src = gobj::adopt(gst_element_get_static_pad(prev, "src"));
+  // The first buffer leaving for webrtcbin means its caps event has been
+  // fully handled by webrtcbin's pad (a caps-event probe fires before that,
+  // and an offer made then fails for unfixed caps): now the input can be
+  // described in the offer.
+  gst_pad_add_probe(
+      src.get(), GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+      +[](GstPad *pad, GstPadProbeInfo *, gpointer data) -> GstPadProbeReturn {
+        auto *in = static_cast<Input *>(data);
+        // Pin the offer to these caps (codec-preferences): webrtcbin
+        // otherwise sometimes builds the m-line from unfixed template caps.
+        gobj::Ref<GstCaps> caps = gobj::adopt(gst_pad_get_current_caps(pad));
+        gobj::Ref<GstPad> peer = gobj::adopt(gst_pad_get_peer(pad));
+        if (caps && peer) {
+          caps = gobj::adopt(gst_caps_make_writable(caps.release()));
+          gst_structure_remove_fields(gst_caps_get_structure(caps.get(), 0), "ssrc", "seqnum-offset",
+                                      "timestamp-offset", nullptr);
+          gobj::Ref<GstWebRTCRTPTransceiver> t;
+          g_object_get(peer.get(), "transceiver", t.out(), nullptr);
+          if (t) g_object_set(t.get(), "codec-preferences", caps.get(), nullptr);
+        }
+        in->impl->on_webrtc_caps(in);
+        return GST_PAD_PROBE_REMOVE;
+      },
+      in, nullptr);
   if (gst_pad_link(src.get(), sinkpad.get()) != GST_PAD_LINK_OK) {
     GST_ELEMENT_ERROR(element(), CORE, NEGOTIATION,
                       ("Pad %s: cannot link its %s stream to webrtcbin", in->name.c_str(), enc.c_str()),
