@@ -652,3 +652,47 @@ TEST(WhipServerSrc, VanishedPublisherIsCleanedUpWithin30s) {
   EXPECT_FALSE(rx.bus->has_eos());
   g_signal_handlers_disconnect_by_data(rx.src.get(), &disconnected);
 }
+
+namespace {
+
+// whipsink (our WHIP client) -> whipserversrc's standalone listener.
+void whipsink_to_whipserversrc(const char *codec) {
+  if (!test::factory_is_ours("whipsink")) GTEST_SKIP() << "whipsink is not built";
+  ASSERT_TRUE(test::factory_is_ours("whipserversrc"));
+  const guint port = test::free_tcp_port();
+  Receiver rx(port);
+  rx.play();
+  const std::string desc =
+      "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 "
+      "! whipsink name=ws ice-addresses=127.0.0.1 timeout=10 video-codec=" +
+      std::string(codec) + " whip-endpoint=http://127.0.0.1:" + std::to_string(port) +
+      "/whip audiotestsrc is-live=true ! ws.";
+  gobj::Unique<GError> err;
+  gobj::Ref<GstElement> pub = gobj::sink(gst_parse_launch(desc.c_str(), gobj::out(err)));
+  ASSERT_TRUE(pub) << (err ? err->message : "");
+  test::BusWatcher pub_bus(pub.get());
+  ASSERT_NE(gst_element_set_state(pub.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  EXPECT_TRUE(media_flows(rx, 0, 0)) << "video " << rx.video_decoded.count() << " audio "
+                                     << rx.audio_decoded.count() << " publisher error: "
+                                     << pub_bus.error_text();
+  EXPECT_FALSE(pub_bus.has_error()) << pub_bus.error_text();
+  EXPECT_FALSE(rx.bus->has_error()) << rx.bus->error_text();
+  // whipsink DELETEs its session on the way to NULL: the input goes idle.
+  gst_element_set_state(pub.get(), GST_STATE_NULL);
+  EXPECT_TRUE(test::wait_for(
+      [&] {
+        gboolean p = TRUE;
+        g_object_get(rx.src.get(), "publishing", &p, nullptr);
+        return !p;
+      },
+      5000));
+}
+
+}  // namespace
+
+TEST(WhipServerSrc, WhipsinkVp8AndOpusOverTheListener) { whipsink_to_whipserversrc("vp8"); }
+
+TEST(WhipServerSrc, WhipsinkH264AndOpusOverTheListener) {
+  if (!have("x264enc") && !have("openh264enc")) GTEST_SKIP() << "no H.264 encoder";
+  whipsink_to_whipserversrc("h264");
+}
