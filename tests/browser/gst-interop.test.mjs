@@ -96,20 +96,21 @@ describe('GStreamer elements and the browser', { skip: skipReason || false }, ()
       const page = await context.newPage();
       await page.goto(`${server.base}/publish.html?url=${encodeURIComponent(input.webRTC.url)}`);
       await goLive(page);
-      // whepsrc hands out decodable media per track; decodebin takes
-      // whatever codec the browser chose. fakesink -v prints one line per
-      // decoded frame.
+      // whepsrc decodes when downstream asks for raw video; fpsdisplaysink
+      // -v prints "rendered: N" twice a second.
       const gst = launch(['-v',
         'whepsrc', 'name=w', `whep-endpoint=${input.webRTCPlayback.url}`, 'ice-addresses=127.0.0.1',
-        'w.', '!', 'queue', '!', 'decodebin', '!', 'video/x-raw', '!',
-        'fakesink', 'name=frames', 'silent=false', 'sync=false']);
+        'w.video_0', '!', 'queue', '!', 'video/x-raw', '!',
+        'fpsdisplaysink', 'name=fps', 'video-sink=fakesink', 'text-overlay=false', 'sync=false']);
       try {
-        const frames = () => (gst.output.match(/frames: last-message = chain/g) || []).length;
-        await waitFor(() => frames() >= 15, { timeoutMs: 30_000, what: 'whepsrc to decode 15 frames' })
+        const frames = () => Math.max(0, ...[...gst.output.matchAll(/fps: last-message = rendered: (\d+)/g)]
+          .map((m) => Number(m[1])));
+        await waitFor(() => frames() >= 30, { timeoutMs: 30_000, what: 'whepsrc to decode 30 frames' })
           .catch((err) => { throw new Error(`${err.message}\n--- gst-launch ---\n${gst.output.slice(-4000)}`); });
       } finally {
-        await gst.stop();
+        const exit = await gst.stop();
         await context.close();
+        assert.equal(exit.code, 0, `gst-launch exit ${JSON.stringify(exit)}:\n${gst.output.slice(-4000)}`);
       }
     });
 });
