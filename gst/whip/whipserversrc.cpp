@@ -163,7 +163,7 @@ class Impl {
   HttpResponse patch(const HttpRequest &req);
 
   std::shared_ptr<Session> create_session(const Settings &s, std::vector<MlinePlan> plan,
-                                          std::string *error);
+                                          std::string *error, guint *status);
   void remove_session(const std::string &id, const char *reason);
   static void teardown(GstElement *element, gpointer data);
   void teardown_session(Session &session);
@@ -295,19 +295,9 @@ void Impl::post(const HttpRequest &req, GstPromise *promise) {
   if (bad.status) return reply(promise, bad);
 
   const Settings s = settings();
-  std::vector<std::string> live;
-  {
-    std::lock_guard<std::mutex> l(lock_);
-    for (const auto &kv : sessions_) live.push_back(kv.first);
-  }
-  if (!live.empty()) {
-    if (!s.replace_publisher)
-      return reply(promise, HttpResponse::text(409, "a publisher is already live on this input"));
-    for (const auto &id : live) remove_session(id, "replaced by a new publisher");
-  }
-
-  auto session = create_session(s, std::move(plan), &why);
-  if (!session) return reply(promise, HttpResponse::text(500, why));
+  guint status = 500;
+  auto session = create_session(s, std::move(plan), &why, &status);
+  if (!session) return reply(promise, HttpResponse::text(status, why));
   for (guint i = 0; i < gst_sdp_message_attributes_len(offer.get()); i++) {
     const GstSDPAttribute *a = gst_sdp_message_get_attribute(offer.get(), i);
     if (a->key && g_str_equal(a->key, "ice-ufrag") && a->value) session->remote_ufrag = a->value;
@@ -409,7 +399,7 @@ HttpResponse Impl::patch(const HttpRequest &req) {
 // ---- sessions -----------------------------------------------------------------
 
 std::shared_ptr<Session> Impl::create_session(const Settings &s, std::vector<MlinePlan> plan,
-                                              std::string *error) {
+                                              std::string *error, guint *status) {
   auto session = std::make_shared<Session>();
   session->id = random_id_hex128();
   session->etag = "\"" + random_id_hex128() + "\"";
@@ -447,10 +437,21 @@ std::shared_ptr<Session> Impl::create_session(const Settings &s, std::vector<Mli
   g_signal_connect(wb, "notify::ice-connection-state", on_state, raw);
   g_signal_connect(wb, "notify::connection-state", on_state, raw);
 
+  // One publisher at a time: check and claim the input under one lock, so
+  // two simultaneous POSTs cannot both get in.
+  std::vector<std::string> replaced;
   {
     std::lock_guard<std::mutex> l(lock_);
+    if (!sessions_.empty() && !s.replace_publisher) {
+      g_signal_handlers_disconnect_by_data(wb, raw);
+      *status = 409;
+      *error = "a publisher is already live on this input";
+      return nullptr;
+    }
+    for (const auto &kv : sessions_) replaced.push_back(kv.first);
     sessions_[session->id] = session;
   }
+  for (const auto &id : replaced) remove_session(id, "replaced by a new publisher");
   gst_bin_add(GST_BIN(element_), wb);
   if (!gst_element_sync_state_with_parent(wb)) {
     *error = "cannot start webrtcbin";
@@ -615,6 +616,13 @@ void Impl::on_pad_added(Session &session, GstPad *pad) {
   g_object_set(chain.elements.back().get(), "caps", caps.get(), nullptr);
 
   for (auto &e : chain.elements) gst_bin_add(GST_BIN(element_), e.get());
+  {
+    // Tracked from here on, so teardown removes them even if linking fails.
+    std::lock_guard<std::mutex> l(session.lock);
+    Chain tracked;
+    tracked.elements = chain.elements;
+    session.chains.push_back(tracked);
+  }
   bool linked = true;
   for (size_t i = 0; i + 1 < chain.elements.size(); i++)
     linked = linked && gst_element_link(chain.elements[i].get(), chain.elements[i + 1].get());
@@ -656,7 +664,8 @@ void Impl::on_pad_added(Session &session, GstPad *pad) {
   }
   {
     std::lock_guard<std::mutex> l(session.lock);
-    session.chains.push_back(chain);
+    for (auto &c : session.chains)
+      if (!c.elements.empty() && c.elements.front() == chain.elements.front()) c = chain;
   }
   if (add_pad) {
     gst_pad_set_active(ghost.get(), TRUE);
