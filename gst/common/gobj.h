@@ -131,6 +131,9 @@ template <class T> using Unique = std::unique_ptr<T, Deleter<T>>;
 
 // Out-parameter helper for Unique: `f(&*out(u))` style is error prone, so:
 //   gobj::Unique<GError> err; foo(..., gobj::out(err));
+// Varargs (g_object_get, gst_structure_get, ...) do not apply the conversion:
+// an OutPtr passed through "..." is the object itself (UB; clang traps), so
+// cast there: g_object_get(o, "p", static_cast<GstStructure **>(out(s)), NULL).
 template <class T> class OutPtr {
  public:
   explicit OutPtr(Unique<T> &u) : u_(u) {}

@@ -29,7 +29,8 @@ GstPromise *promise_calling(ReplyFn fn) {
         const GstStructure *reply = gst_promise_get_reply(promise);
         if (reply && gst_structure_has_field(reply, "error")) {
           gobj::Unique<GError> err;
-          gst_structure_get(reply, "error", G_TYPE_ERROR, gobj::out(err), nullptr);
+          gst_structure_get(reply, "error", G_TYPE_ERROR, static_cast<GError **>(gobj::out(err)),
+                            nullptr);
           fn(nullptr, err ? err->message : "webrtcbin reported an error");
           return;
         }
