@@ -42,7 +42,9 @@
 #include "http-listener.h"
 #include "http-types.h"
 #include "ice.h"
+#include "publish-offer.h"
 #include "sdp-codecs.h"
+#include "sdpfrag.h"
 #include "signalling-context.h"
 #include "webrtc-negotiation.h"
 
@@ -73,13 +75,6 @@ struct Settings {
   bool replace_publisher = false;
 };
 
-// What we answer for one m-line of the offer.
-struct MlinePlan {
-  bool accepted = false;
-  std::string output;  // "video_0"
-  CodecChoice codec;
-  gobj::Ref<GstCaps> declined_caps;  // !accepted: one offered format, answered inactive
-};
 
 // A persistent src pad of the element.
 struct Output {
@@ -158,7 +153,6 @@ class Impl {
   void remove_outputs();
 
   void handle_request(const GstStructure *request, GstPromise *promise);
-  HttpResponse check_offer(const GstSDPMessage *offer, std::vector<MlinePlan> *plan);
   void post(const HttpRequest &req, GstPromise *promise);
   HttpResponse patch(const HttpRequest &req);
 
@@ -214,68 +208,6 @@ void Impl::handle_request(const GstStructure *request, GstPromise *promise) {
   reply(promise, r);
 }
 
-HttpResponse Impl::check_offer(const GstSDPMessage *offer, std::vector<MlinePlan> *plan) {
-  std::map<MediaKind, int> seen;
-  std::string declined;
-  bool any = false;
-  std::lock_guard<std::mutex> l(lock_);
-  for (guint i = 0; i < gst_sdp_message_medias_len(offer); i++) {
-    const GstSDPMedia *m = gst_sdp_message_get_media(offer, i);
-    MlinePlan p;
-    const MediaKind kind = media_kind(m);
-    // Port 0 is a rejected m-line unless it is bundle-only (RFC 8843: how
-    // max-bundle offerers such as webrtcbin send every m-line but the first).
-    const bool rejected =
-        gst_sdp_media_get_port(m) == 0 && !gst_sdp_media_get_attribute_val(m, "bundle-only");
-    if (kind == MediaKind::Other || rejected) {
-      plan->push_back(p);
-      continue;
-    }
-    const std::string dir = media_direction(offer, m);
-    if (dir == "recvonly")
-      return HttpResponse::text(422, std::string("WHIP offers must be sendonly; the ") +
-                                         media_kind_name(kind) + " m-line " +
-                                         std::to_string(i) + " is recvonly");
-    p.output = std::string(media_kind_name(kind)) + "_" + std::to_string(seen[kind]++);
-    if (gst_sdp_media_formats_len(m) > 0) {
-      GstCaps *c = gst_sdp_media_get_caps_from_media(
-          m, atoi(gst_sdp_media_get_format(m, 0)));
-      if (c) {
-        c = gst_caps_make_writable(c);
-        gst_structure_set_name(gst_caps_get_structure(c, 0), "application/x-rtp");
-        p.declined_caps = gobj::adopt(c);
-      }
-    }
-    if (dir == "inactive") {
-      plan->push_back(p);
-      continue;
-    }
-    auto out = outputs_.find(p.output);
-    const std::string required = out != outputs_.end() ? out->second->encoding : "";
-    auto choice = pick_codec(m, required);
-    if (!choice) {
-      if (!required.empty() && pick_codec(m))
-        return HttpResponse::text(422, "codec change not supported on a live input: " +
-                                           p.output + " carries " + required +
-                                           ", the offer has " + offered_codec_names(m));
-      declined += std::string(declined.empty() ? "" : "; ") + media_kind_name(kind) + ": " +
-                  offered_codec_names(m);
-    } else {
-      p.accepted = true;
-      p.codec = *choice;
-      any = true;
-    }
-    plan->push_back(p);
-  }
-  if (!any)
-    return HttpResponse::text(422, "no acceptable codec (offered " +
-                                       (declined.empty() ? std::string("no media") : declined) +
-                                       "; accepted: H264 packetization-mode=1, VP8, VP9, Opus)");
-  HttpResponse ok;
-  ok.status = 0;
-  return ok;
-}
-
 void Impl::post(const HttpRequest &req, GstPromise *promise) {
   if (req.content_type != "application/sdp")
     return reply(promise, HttpResponse::text(415, "the offer must be application/sdp, not '" +
@@ -291,22 +223,19 @@ void Impl::post(const HttpRequest &req, GstPromise *promise) {
   GST_DEBUG_OBJECT(element_, "offer:\n%s", req.body_string().c_str());
 #endif
   std::vector<MlinePlan> plan;
-  HttpResponse bad = check_offer(offer.get(), &plan);
+  std::map<std::string, std::string> live_encodings;
+  {
+    std::lock_guard<std::mutex> l(lock_);
+    for (const auto &kv : outputs_) live_encodings[kv.first] = kv.second->encoding;
+  }
+  HttpResponse bad = plan_publish_offer(offer.get(), live_encodings, &plan);
   if (bad.status) return reply(promise, bad);
 
   const Settings s = settings();
   guint status = 500;
   auto session = create_session(s, std::move(plan), &why, &status);
   if (!session) return reply(promise, HttpResponse::text(status, why));
-  for (guint i = 0; i < gst_sdp_message_attributes_len(offer.get()); i++) {
-    const GstSDPAttribute *a = gst_sdp_message_get_attribute(offer.get(), i);
-    if (a->key && g_str_equal(a->key, "ice-ufrag") && a->value) session->remote_ufrag = a->value;
-  }
-  if (session->remote_ufrag.empty() && gst_sdp_message_medias_len(offer.get()) > 0) {
-    const gchar *u =
-        gst_sdp_media_get_attribute_val(gst_sdp_message_get_media(offer.get(), 0), "ice-ufrag");
-    if (u) session->remote_ufrag = u;
-  }
+  session->remote_ufrag = offer_ice_ufrag(offer.get());
 
   auto self = gobj::ref(element_);
   auto held_promise = gobj::ref(promise);
@@ -374,21 +303,11 @@ HttpResponse Impl::patch(const HttpRequest &req) {
     return HttpResponse::text(415, "PATCH needs application/trickle-ice-sdpfrag");
   if (!req.if_match.empty() && req.if_match != "*" && req.if_match != session->etag)
     return HttpResponse::text(412, "If-Match does not match the ICE session's ETag");
-  // RFC 8840 fragment: a=ice-ufrag/pwd, m= lines, a=candidate lines.
-  const std::string body = req.body_string();
-  gobj::Unique<gchar *> lines(g_strsplit(body.c_str(), "\n", -1));
-  std::vector<std::pair<guint, std::string>> candidates;
-  gint mline = -1;
-  for (gchar **l = lines.get(); l && *l; l++) {
-    std::string line = g_strstrip(*l);
-    if (line.rfind("m=", 0) == 0) mline++;
-    if (line.rfind("a=ice-ufrag:", 0) == 0 && line.substr(12) != session->remote_ufrag)
-      return HttpResponse::text(422, "ICE restart is not supported; start a new session");
-    if (line.rfind("a=candidate:", 0) == 0)
-      candidates.emplace_back(mline < 0 ? 0 : guint(mline), line.substr(2));
-  }
+  const SdpFrag frag = parse_sdpfrag(req.body_string());
+  if (!frag.ice_ufrag.empty() && frag.ice_ufrag != session->remote_ufrag)
+    return HttpResponse::text(422, "ICE restart is not supported; start a new session");
   // With max-bundle every candidate belongs to the first transport.
-  for (const auto &c : candidates)
+  for (const auto &c : frag.candidates)
     g_signal_emit_by_name(session->webrtcbin.get(), "add-ice-candidate", c.first,
                           c.second.c_str());
   HttpResponse r;
