@@ -101,7 +101,9 @@ describe('GStreamer elements and the browser', { skip: skipReason || false }, ()
       const gst = launch(['-v',
         'whepsrc', 'name=w', `whep-endpoint=${input.webRTCPlayback.url}`, 'ice-addresses=127.0.0.1',
         'w.video_0', '!', 'queue', '!', 'video/x-raw', '!',
-        'fpsdisplaysink', 'name=fps', 'video-sink=fakesink', 'text-overlay=false', 'sync=false']);
+        'fpsdisplaysink', 'name=fps', 'video-sink=fakesink', 'text-overlay=false', 'sync=false',
+        // Every pad whepsrc exposes must be linked (not-linked is an error).
+        'w.audio_0', '!', 'queue', '!', 'fakesink', 'sync=false']);
       try {
         const frames = () => Math.max(0, ...[...gst.output.matchAll(/fps: last-message = rendered: (\d+)/g)]
           .map((m) => Number(m[1])));
