@@ -167,8 +167,8 @@ bool load_config_file(const std::string &path, Config *config, GError **error) {
   gchar *contents = nullptr;
   gsize length = 0;
   if (!g_file_get_contents(path.c_str(), &contents, &length, error)) return false;
-  g_autofree gchar *owned = contents;
-  return load_config_data(std::string(contents, length), path, config, error);
+  gobj::Unique<gchar> owned(contents);
+  return load_config_data(std::string(owned.get(), length), path, config, error);
 }
 
 bool validate_pipeline_template(const std::string &description, GError **error) {

@@ -44,8 +44,8 @@ bool load_or_create(const std::string &dir, const char *name, std::string *value
   g_autofree gchar *path = g_build_filename(dir.c_str(), name, nullptr);
   gchar *contents = nullptr;
   if (g_file_get_contents(path, &contents, nullptr, nullptr)) {
-    g_autofree gchar *owned = contents;
-    *value = g_strstrip(contents);
+    gobj::Unique<gchar> owned(contents);
+    *value = g_strstrip(owned.get());
     *created = false;
     if (!value->empty()) return true;
   }

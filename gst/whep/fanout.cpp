@@ -1,0 +1,391 @@
+#include "fanout.h"
+
+#include <gst/video/video.h>
+
+GST_DEBUG_CATEGORY_STATIC(fanout_debug);
+#define GST_CAT_DEFAULT fanout_debug
+
+namespace whipwhep {
+
+namespace {
+
+void ensure_debug() {
+  static gsize init = 0;
+  if (g_once_init_enter(&init)) {
+    GST_DEBUG_CATEGORY_INIT(fanout_debug, "whipwhep-fanout", 0, "WHEP per-viewer fan-out");
+    g_once_init_leave(&init, 1);
+  }
+}
+
+// Length of the RTP header (fixed part, CSRCs, extension), 0 if not RTP.
+gsize rtp_header_length(GstBuffer *buf) {
+  guint8 b[4];
+  const gsize size = gst_buffer_get_size(buf);
+  if (size < 12 || gst_buffer_extract(buf, 0, b, 1) != 1 || (b[0] & 0xc0) != 0x80) return 0;
+  gsize len = 12 + 4 * (b[0] & 0x0f);
+  if (b[0] & 0x10) {
+    if (gst_buffer_extract(buf, len, b, 4) != 4) return 0;
+    len += 4 + 4 * ((gsize(b[2]) << 8) | b[3]);
+  }
+  return len <= size ? len : 0;
+}
+
+GstEvent *caps_event_with_pt(GstEvent *caps_event, int pt) {
+  if (pt < 0) return gst_event_ref(caps_event);
+  GstCaps *caps = nullptr;
+  gst_event_parse_caps(caps_event, &caps);
+  gobj::Ref<GstCaps> copy = gobj::adopt(gst_caps_copy(caps));
+  for (guint i = 0; i < gst_caps_get_size(copy.get()); i++)
+    gst_structure_set(gst_caps_get_structure(copy.get(), i), "payload", G_TYPE_INT, pt, nullptr);
+  return gst_event_new_caps(copy.get());
+}
+
+}  // namespace
+
+Fanout::Fanout(const std::string &name, GstClockTime keyframe_interval)
+    : name_(name), keyframe_interval_(keyframe_interval), list_(std::make_shared<List>()) {
+  ensure_debug();
+  sink_ = gobj::sink(gst_pad_new(("fanout-" + name).c_str(), GST_PAD_SINK));
+  gst_pad_set_element_private(sink_.get(), this);
+  gst_pad_set_chain_function(sink_.get(), &Fanout::chain);
+  gst_pad_set_chain_list_function(sink_.get(), &Fanout::chain_list);
+  gst_pad_set_event_function(sink_.get(), &Fanout::sink_event);
+  gst_pad_set_query_function(sink_.get(), &Fanout::sink_query);
+  gst_pad_set_active(sink_.get(), TRUE);
+}
+
+Fanout::~Fanout() {
+  std::shared_ptr<const List> l;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    l = list_;
+  }
+  for (const auto &b : *l) remove_branch(b);
+  gst_pad_set_active(sink_.get(), FALSE);
+  gst_pad_set_element_private(sink_.get(), nullptr);
+}
+
+gobj::Ref<GstCaps> Fanout::caps() const {
+  std::lock_guard<std::mutex> g(lock_);
+  return caps_;
+}
+
+int Fanout::stream_pt() const {
+  std::lock_guard<std::mutex> g(lock_);
+  return pt_;
+}
+
+std::shared_ptr<const Fanout::List> Fanout::snapshot() const {
+  std::lock_guard<std::mutex> g(lock_);
+  return list_;
+}
+
+GstBuffer *Fanout::with_payload_type(GstBuffer *buf, guint8 pt) {
+  const gsize hdr = rtp_header_length(buf);
+  if (hdr == 0) return gst_buffer_ref(buf);
+  GstBuffer *out = gst_buffer_new();
+  gst_buffer_copy_into(out, buf,
+                       GstBufferCopyFlags(GST_BUFFER_COPY_FLAGS | GST_BUFFER_COPY_TIMESTAMPS |
+                                          GST_BUFFER_COPY_META),
+                       0, gsize(-1));
+  // Only the header is copied: a dozen bytes per packet and viewer.
+  GstMemory *head = gst_allocator_alloc(nullptr, hdr, nullptr);
+  GstMapInfo map;
+  if (gst_memory_map(head, &map, GST_MAP_WRITE)) {
+    gst_buffer_extract(buf, 0, map.data, hdr);
+    map.data[1] = guint8((map.data[1] & 0x80) | (pt & 0x7f));
+    gst_memory_unmap(head, &map);
+  }
+  gst_buffer_append_memory(out, head);
+  const gsize size = gst_buffer_get_size(buf);
+  if (size > hdr) gst_buffer_copy_into(out, buf, GST_BUFFER_COPY_MEMORY, hdr, size - hdr);
+  return out;
+}
+
+std::shared_ptr<Fanout::Branch> Fanout::add_branch(GstPad *peer, int pt) {
+  auto b = std::make_shared<Branch>();
+  b->pt = pt;
+  b->owner = this;
+  static std::atomic<guint> serial{0};
+  std::string pad_name = "fanout-" + name_ + "-" + std::to_string(serial++);
+  b->src = gobj::sink(gst_pad_new(pad_name.c_str(), GST_PAD_SRC));
+  gst_pad_set_element_private(b->src.get(), b.get());
+  gst_pad_set_event_function(b->src.get(), &Fanout::src_event);
+  gst_pad_set_query_function(b->src.get(), &Fanout::src_query);
+  gst_pad_set_active(b->src.get(), TRUE);
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    if (stream_start_) gst_pad_store_sticky_event(b->src.get(), stream_start_.get());
+    if (caps_event_) {
+      gobj::Ref<GstEvent> ev = gobj::adopt(caps_event_with_pt(caps_event_.get(), pt));
+      gst_pad_store_sticky_event(b->src.get(), ev.get());
+    }
+    if (segment_) gst_pad_store_sticky_event(b->src.get(), segment_.get());
+    auto l = std::make_shared<List>(*list_);
+    l->push_back(b);
+    list_ = l;
+  }
+  if (peer && GST_PAD_LINK_FAILED(gst_pad_link_full(b->src.get(), peer, GST_PAD_LINK_CHECK_NOTHING)))
+    GST_WARNING("fan-out %s: cannot link branch to %s", name_.c_str(), GST_PAD_NAME(peer));
+  return b;
+}
+
+void Fanout::set_ready(const std::shared_ptr<Branch> &b) {
+  if (b->ready.exchange(true)) return;
+  GST_DEBUG("fan-out %s: branch %s ready", name_.c_str(), GST_PAD_NAME(b->src.get()));
+  request_keyframe();
+}
+
+void Fanout::remove_branch(const std::shared_ptr<Branch> &b) {
+  b->dead = true;
+  b->ready = false;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    auto l = std::make_shared<List>();
+    for (const auto &x : *list_)
+      if (x != b) l->push_back(x);
+    list_ = l;
+  }
+  // Wait for a push already in flight into this branch to return.
+  { std::lock_guard<std::mutex> g(b->push_lock); }
+  gobj::Ref<GstPad> peer = gobj::adopt(gst_pad_get_peer(b->src.get()));
+  if (peer) gst_pad_unlink(b->src.get(), peer.get());
+  gst_pad_set_active(b->src.get(), FALSE);
+  gst_pad_set_element_private(b->src.get(), nullptr);
+}
+
+void Fanout::store_sticky(Branch &b, GstEvent *event) {
+  // Under b.push_lock. Ready branches get the event now; others keep it
+  // sticky on their pad, sent ahead of their first buffer.
+  if (b.dead) return;
+  if (b.ready)
+    gst_pad_push_event(b.src.get(), gst_event_ref(event));
+  else
+    gst_pad_store_sticky_event(b.src.get(), event);
+}
+
+void Fanout::request_keyframe() {
+  bool send = false;
+  {
+    std::lock_guard<std::mutex> g(key_lock_);
+    const gint64 now = g_get_monotonic_time();
+    if (last_keyframe_us_ == 0 || now - last_keyframe_us_ >= gint64(keyframe_interval_ / 1000)) {
+      last_keyframe_us_ = now;
+      keyframe_pending_ = false;
+      send = true;
+    } else {
+      keyframe_pending_ = true;
+      keyframe_pending_hint_ = true;
+    }
+  }
+  if (send) send_keyframe_request();
+}
+
+void Fanout::maybe_send_pending_keyframe() {
+  if (!keyframe_pending_hint_.load(std::memory_order_relaxed)) return;
+  bool send = false;
+  {
+    std::lock_guard<std::mutex> g(key_lock_);
+    const gint64 now = g_get_monotonic_time();
+    if (keyframe_pending_ && now - last_keyframe_us_ >= gint64(keyframe_interval_ / 1000)) {
+      last_keyframe_us_ = now;
+      keyframe_pending_ = false;
+      keyframe_pending_hint_ = false;
+      send = true;
+    }
+  }
+  if (send) send_keyframe_request();
+}
+
+void Fanout::send_keyframe_request() {
+  guint count;
+  {
+    std::lock_guard<std::mutex> g(key_lock_);
+    count = ++key_count_;
+  }
+  keyframes_sent_++;
+  GST_DEBUG("fan-out %s: asking upstream for a keyframe (#%u)", name_.c_str(), count);
+  gst_pad_push_event(sink_.get(),
+                     gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, TRUE, count));
+}
+
+GstFlowReturn Fanout::chain(GstPad *pad, GstObject *, GstBuffer *buf) {
+  auto *self = static_cast<Fanout *>(gst_pad_get_element_private(pad));
+  gobj::Ref<GstBuffer> in = gobj::adopt(buf);
+  if (!self) return GST_FLOW_FLUSHING;
+  self->maybe_send_pending_keyframe();
+  auto l = self->snapshot();
+  int spt;
+  {
+    std::lock_guard<std::mutex> g(self->lock_);
+    spt = self->pt_;
+  }
+  const gsize size = gst_buffer_get_size(buf);
+  for (const auto &b : *l) {
+    if (!b->ready.load(std::memory_order_acquire)) continue;
+    GstBuffer *out = (b->pt < 0 || b->pt == spt) ? gst_buffer_ref(buf)
+                                                  : with_payload_type(buf, guint8(b->pt));
+    std::lock_guard<std::mutex> g(b->push_lock);
+    if (b->dead) {
+      gst_buffer_unref(out);
+      continue;
+    }
+    // A viewer's failure is its own: never propagated to the publisher.
+    GstFlowReturn r = gst_pad_push(b->src.get(), out);
+    if (r == GST_FLOW_OK) {
+      b->packets++;
+      b->bytes += size;
+    } else {
+      GST_LOG("fan-out %s: branch %s: %s", self->name_.c_str(), GST_PAD_NAME(b->src.get()),
+              gst_flow_get_name(r));
+    }
+  }
+  return GST_FLOW_OK;
+}
+
+GstFlowReturn Fanout::chain_list(GstPad *pad, GstObject *, GstBufferList *list) {
+  auto *self = static_cast<Fanout *>(gst_pad_get_element_private(pad));
+  gobj::Ref<GstBufferList> in = gobj::adopt(list);
+  if (!self) return GST_FLOW_FLUSHING;
+  self->maybe_send_pending_keyframe();
+  auto l = self->snapshot();
+  int spt;
+  {
+    std::lock_guard<std::mutex> g(self->lock_);
+    spt = self->pt_;
+  }
+  const guint n = gst_buffer_list_length(list);
+  const gsize size = gst_buffer_list_calculate_size(list);
+  for (const auto &b : *l) {
+    if (!b->ready.load(std::memory_order_acquire)) continue;
+    GstBufferList *out;
+    if (b->pt < 0 || b->pt == spt) {
+      out = gst_buffer_list_ref(list);
+    } else {
+      out = gst_buffer_list_new_sized(n);
+      for (guint i = 0; i < n; i++)
+        gst_buffer_list_add(out, with_payload_type(gst_buffer_list_get(list, i), guint8(b->pt)));
+    }
+    std::lock_guard<std::mutex> g(b->push_lock);
+    if (b->dead) {
+      gst_buffer_list_unref(out);
+      continue;
+    }
+    if (gst_pad_push_list(b->src.get(), out) == GST_FLOW_OK) {
+      b->packets += n;
+      b->bytes += size;
+    }
+  }
+  return GST_FLOW_OK;
+}
+
+gboolean Fanout::sink_event(GstPad *pad, GstObject *, GstEvent *event) {
+  auto *self = static_cast<Fanout *>(gst_pad_get_element_private(pad));
+  gobj::Ref<GstEvent> ev = gobj::adopt(event);
+  if (!self) return FALSE;
+  switch (GST_EVENT_TYPE(event)) {
+    case GST_EVENT_STREAM_START:
+    case GST_EVENT_SEGMENT:
+    case GST_EVENT_CAPS: {
+      std::shared_ptr<const List> l;
+      {
+        std::lock_guard<std::mutex> g(self->lock_);
+        if (GST_EVENT_TYPE(event) == GST_EVENT_STREAM_START) self->stream_start_ = ev;
+        if (GST_EVENT_TYPE(event) == GST_EVENT_SEGMENT) self->segment_ = ev;
+        if (GST_EVENT_TYPE(event) == GST_EVENT_CAPS) {
+          GstCaps *caps = nullptr;
+          gst_event_parse_caps(event, &caps);
+          self->caps_event_ = ev;
+          self->caps_ = gobj::ref(caps);
+          int pt = -1;
+          if (caps && gst_caps_get_size(caps) > 0)
+            gst_structure_get_int(gst_caps_get_structure(caps, 0), "payload", &pt);
+          self->pt_ = pt;
+          GST_INFO("fan-out %s: stream caps %" GST_PTR_FORMAT, self->name_.c_str(), caps);
+        }
+        l = self->list_;
+      }
+      for (const auto &b : *l) {
+        gobj::Ref<GstEvent> per = GST_EVENT_TYPE(event) == GST_EVENT_CAPS
+                                      ? gobj::adopt(caps_event_with_pt(event, b->pt))
+                                      : ev;
+        std::lock_guard<std::mutex> g(b->push_lock);
+        self->store_sticky(*b, per.get());
+      }
+      return TRUE;
+    }
+    default:
+      // EOS, flushes, tags: the publisher's life cycle is not the viewers'.
+      // A publisher that stops or reconnects leaves every viewer connected;
+      // media resumes with the next buffers.
+      return TRUE;
+  }
+}
+
+gboolean Fanout::sink_query(GstPad *pad, GstObject *parent, GstQuery *query) {
+  switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CAPS: {
+      GstCaps *filter = nullptr;
+      gst_query_parse_caps(query, &filter);
+      gobj::Ref<GstCaps> caps = gobj::adopt(gst_caps_new_empty_simple("application/x-rtp"));
+      if (filter)
+        caps = gobj::adopt(gst_caps_intersect_full(filter, caps.get(), GST_CAPS_INTERSECT_FIRST));
+      gst_query_set_caps_result(query, caps.get());
+      return TRUE;
+    }
+    case GST_QUERY_ACCEPT_CAPS: {
+      GstCaps *caps = nullptr;
+      gst_query_parse_accept_caps(query, &caps);
+      gst_query_set_accept_caps_result(
+          query, caps && gst_caps_get_size(caps) > 0 &&
+                     gst_structure_has_name(gst_caps_get_structure(caps, 0), "application/x-rtp"));
+      return TRUE;
+    }
+    default:
+      return gst_pad_query_default(pad, parent, query);
+  }
+}
+
+gboolean Fanout::src_event(GstPad *pad, GstObject *, GstEvent *event) {
+  auto *b = static_cast<Branch *>(gst_pad_get_element_private(pad));
+  gobj::Ref<GstEvent> ev = gobj::adopt(event);
+  // A viewer's PLI/FIR arrives as an upstream GstForceKeyUnit from its
+  // webrtcbin: coalesced with every other viewer's before going upstream.
+  if (b && !b->dead && gst_video_event_is_force_key_unit(event)) {
+    b->keyframe_requests++;
+    b->owner->request_keyframe();
+  }
+  return TRUE;  // nothing else a viewer sends upstream concerns the publisher
+}
+
+gboolean Fanout::src_query(GstPad *pad, GstObject *parent, GstQuery *query) {
+  auto *b = static_cast<Branch *>(gst_pad_get_element_private(pad));
+  switch (GST_QUERY_TYPE(query)) {
+    case GST_QUERY_CAPS: {
+      gobj::Ref<GstCaps> caps;
+      if (b && !b->dead) caps = b->owner->caps();
+      if (caps) {
+        caps = gobj::adopt(gst_caps_copy(caps.get()));
+        if (b->pt >= 0)
+          for (guint i = 0; i < gst_caps_get_size(caps.get()); i++)
+            gst_structure_set(gst_caps_get_structure(caps.get(), i), "payload", G_TYPE_INT, b->pt,
+                              nullptr);
+      } else {
+        caps = gobj::adopt(gst_caps_new_empty_simple("application/x-rtp"));
+      }
+      GstCaps *filter = nullptr;
+      gst_query_parse_caps(query, &filter);
+      if (filter)
+        caps = gobj::adopt(gst_caps_intersect_full(filter, caps.get(), GST_CAPS_INTERSECT_FIRST));
+      gst_query_set_caps_result(query, caps.get());
+      return TRUE;
+    }
+    case GST_QUERY_LATENCY:
+      if (b && !b->dead) return gst_pad_peer_query(b->owner->sink_pad(), query);
+      return FALSE;
+    default:
+      return gst_pad_query_default(pad, parent, query);
+  }
+}
+
+}  // namespace whipwhep

@@ -1,0 +1,107 @@
+// One payloaded RTP stream fanned out to many viewers' webrtcbins without a
+// tee, a queue or a thread per viewer.
+//
+// The payloader's src pad links to sink_pad(). Every packet is handed, on the
+// publisher's streaming thread, to each *ready* branch: the same buffer (a
+// reference, no copy) when the viewer uses the stream's payload type, or a
+// buffer whose 12+ byte RTP header is a private copy with the viewer's payload
+// type while the payload memory stays shared. A branch is ready only once its
+// viewer's DTLS transport is connected: before that webrtcbin blocks its sink
+// pads (not yet negotiated) and would stall everyone. Once connected,
+// webrtcbin's send path (rtpsession, rtprtxsend, srtpenc, nicesink with
+// sync=false) runs inline and never waits, and a full socket buffer drops the
+// packet inside libnice: a slow or dead viewer costs a failed send, never a
+// stall. That is the leaky behaviour a per-viewer `queue leaky=downstream`
+// would give, without the thread per viewer.
+//
+// Keyframe requests (upstream GstForceKeyUnit from any viewer, or join) are
+// coalesced per stream: at most one per `keyframe_interval` goes upstream; a
+// request inside the window is remembered and sent when the window ends.
+#pragma once
+
+#include <gst/gst.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "gobj.h"
+
+namespace whipwhep {
+
+class Fanout {
+ public:
+  struct Branch {
+    gobj::Ref<GstPad> src;     // parentless src pad linked to the viewer's webrtcbin
+    int pt = -1;               // viewer's payload type; -1 = keep
+    std::atomic<bool> ready{false};
+    std::atomic<bool> dead{false};
+    std::atomic<guint64> packets{0}, bytes{0}, keyframe_requests{0};
+    std::mutex push_lock;      // held while pushing; removal waits on it
+    Fanout *owner = nullptr;
+  };
+
+  explicit Fanout(const std::string &name, GstClockTime keyframe_interval = 300 * GST_MSECOND);
+  ~Fanout();
+  Fanout(const Fanout &) = delete;
+  Fanout &operator=(const Fanout &) = delete;
+
+  GstPad *sink_pad() const { return sink_.get(); }
+
+  // The stream's current RTP caps (null until the payloader negotiated).
+  gobj::Ref<GstCaps> caps() const;
+  // The stream's payload type from its caps, -1 if unknown.
+  int stream_pt() const;
+
+  // A new branch whose src pad is linked to `peer` (a webrtcbin sink pad).
+  // It receives nothing until set_ready().
+  std::shared_ptr<Branch> add_branch(GstPad *peer, int pt);
+  // Start delivering (sticky events first, then packets) and ask for a keyframe.
+  void set_ready(const std::shared_ptr<Branch> &b);
+  // Stop delivering; returns once no push into the branch is in flight, then
+  // unlinks its src pad. Never call from the streaming thread.
+  void remove_branch(const std::shared_ptr<Branch> &b);
+
+  // Coalesced, rate-limited upstream GstForceKeyUnit.
+  void request_keyframe();
+  guint64 keyframes_sent() const { return keyframes_sent_.load(); }
+
+  // Rewrite the payload type on a copy of the header only; the payload
+  // memory is shared. Exposed for tests.
+  static GstBuffer *with_payload_type(GstBuffer *buf, guint8 pt);
+
+ private:
+  using List = std::vector<std::shared_ptr<Branch>>;
+  static GstFlowReturn chain(GstPad *pad, GstObject *parent, GstBuffer *buf);
+  static GstFlowReturn chain_list(GstPad *pad, GstObject *parent, GstBufferList *list);
+  static gboolean sink_event(GstPad *pad, GstObject *parent, GstEvent *event);
+  static gboolean sink_query(GstPad *pad, GstObject *parent, GstQuery *query);
+  static gboolean src_event(GstPad *pad, GstObject *parent, GstEvent *event);
+  static gboolean src_query(GstPad *pad, GstObject *parent, GstQuery *query);
+
+  std::shared_ptr<const List> snapshot() const;
+  void store_sticky(Branch &b, GstEvent *event);
+  void maybe_send_pending_keyframe();
+  void send_keyframe_request();
+
+  std::string name_;
+  gobj::Ref<GstPad> sink_;
+  GstClockTime keyframe_interval_;
+
+  mutable std::mutex lock_;  // guards list_ and the sticky events
+  std::shared_ptr<const List> list_;
+  gobj::Ref<GstEvent> stream_start_, caps_event_, segment_;
+  gobj::Ref<GstCaps> caps_;
+  int pt_ = -1;
+
+  std::mutex key_lock_;
+  gint64 last_keyframe_us_ = 0;  // monotonic time of the last request sent
+  bool keyframe_pending_ = false;
+  std::atomic<bool> keyframe_pending_hint_{false};
+  std::atomic<guint64> keyframes_sent_{0};
+  guint key_count_ = 0;
+};
+
+}  // namespace whipwhep

@@ -1,0 +1,1045 @@
+// whepserversink — WHEP server side: one encoded input, many viewers.
+//
+// Pads: request sink pads `video_%u` (H.264 byte-stream/avc AU, VP8, VP9, or
+// application/x-rtp) and `audio_%u` (Opus or application/x-rtp). Each input
+// is payloaded ONCE (rtpvp8pay / rtpvp9pay / rtph264pay config-interval=-1
+// aggregate-mode=zero-latency / rtpopuspay, mtu 1200) and handed to a Fanout
+// (fanout.h) that feeds every viewer's sendonly webrtcbin without a tee, a
+// queue or a thread per viewer.
+//
+// Viewers (HTTP through the `handle-request` action signal, see
+// gst/common/README.md, or the element's own listener on
+// http://address:port/whep when `port` != 0):
+//  * POST application/sdp recvonly offer -> 201 + answer with the stream's
+//    codec at the payload type numbers THAT viewer offered (the PT is
+//    rewritten per viewer on a copy of the RTP header only).
+//    415 wrong content type, 400 malformed SDP, 422 sendonly/sendrecv offer
+//    or no codec the viewer can receive, 503 + Retry-After over max-viewers.
+//  * Before a publisher exists (no caps on an input pad yet) the codec
+//    cannot be chosen: POST gets 503, `Retry-After: 2`, reason "no publisher
+//    yet". Once caps are known, viewers stay connected while the publisher
+//    stops or reconnects on the same pads (EOS is not forwarded to viewers):
+//    media resumes with its next buffers and a keyframe request.
+//  * DELETE /whep/<session> -> 200, unknown -> 404. PATCH trickle -> 204.
+//  * A viewer that vanished without DELETE is removed: ICE failed, ICE
+//    disconnected for 10 s, DTLS failed, never connected within 20 s of its
+//    answer, or no RTCP from it for `viewer-timeout` seconds (default 15).
+// Feedback: NACK -> RTX from webrtcbin's rtprtxsend (bounded history,
+// do-nack on video transceivers); PLI/FIR from any viewer and every join ->
+// one upstream GstForceKeyUnit per input, at most one per 300 ms.
+// Stats: action signal `get-viewer-stats` (session id) -> GstStructure
+// "whep-viewer-stats" with bytes-sent, packets-sent (uint64, from the
+// fan-out), nacks-received, plis-received (uint, from the viewer's
+// RTCP session), rtt (double seconds, -1 unknown), connected (boolean);
+// NULL for an unknown session. Synchronous, no promise involved.
+#include "whepserversink.h"
+
+#include <gst/rtp/rtp.h>
+#include <gst/sdp/sdp.h>
+#include <gst/webrtc/webrtc.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "elements.h"
+#include "fanout.h"
+#include "gobj.h"
+#include "http-listener.h"
+#include "http-types.h"
+#include "ice.h"
+#include "signalling-context.h"
+#include "webrtc-negotiation.h"
+#include "viewer-plan.h"
+
+GST_DEBUG_CATEGORY_STATIC(whepserversink_debug);
+#define GST_CAT_DEFAULT whepserversink_debug
+
+namespace {
+class Impl;
+}
+
+struct _GstWhipwhepWhepServerSink {
+  GstBin parent;
+  Impl *impl;
+};
+
+enum {
+  PROP_0,
+  PROP_ADDRESS,
+  PROP_PORT,
+  PROP_AUTH_TOKEN,
+  PROP_ICE_ADDRESSES,
+  PROP_STUN_SERVER,
+  PROP_TURN_SERVER,
+  PROP_MAX_VIEWERS,
+  PROP_VIEWER_COUNT,
+  PROP_LATENCY,
+  PROP_VIEWER_TIMEOUT,
+  N_PROPS
+};
+static GParamSpec *props[N_PROPS];
+
+enum { SIGNAL_VIEWER_ADDED, SIGNAL_VIEWER_REMOVED, SIGNAL_HANDLE_REQUEST, SIGNAL_GET_VIEWER_STATS,
+       N_SIGNALS };
+static guint signals[N_SIGNALS];
+
+namespace {
+
+using namespace whipwhep;
+
+constexpr guint kDefaultLatency = 40;
+constexpr guint kDefaultViewerTimeout = 15;
+constexpr gint64 kConnectTimeoutUs = 20 * G_USEC_PER_SEC;
+constexpr gint64 kDisconnectedTimeoutUs = 10 * G_USEC_PER_SEC;
+
+struct Settings {
+  std::string address = "127.0.0.1";
+  guint port = 0;
+  std::string auth_token;
+  std::string ice_addresses;
+  std::string stun_server;
+  std::string turn_server;
+  guint max_viewers = 0;
+  guint latency = kDefaultLatency;
+  guint viewer_timeout = kDefaultViewerTimeout;
+};
+
+struct Input {
+  MediaKind kind;
+  gobj::Ref<GstPad> ghost;
+  gobj::Ref<GstElement> payloader;
+  std::string payloader_caps_name;  // media type the payloader was made for
+  std::unique_ptr<Fanout> fanout;
+};
+
+struct Viewer {
+  struct Leg {
+    std::shared_ptr<Input> input;
+    std::shared_ptr<Fanout::Branch> branch;
+    gobj::Ref<GstPad> sinkpad;
+  };
+  Impl *impl = nullptr;
+  std::string id;
+  gobj::Ref<GstElement> webrtcbin;
+  std::mutex legs_lock;
+  std::vector<Leg> legs;  // set on webrtcbin's thread before the answer
+  bool torn_down = false;  // under legs_lock
+  std::mutex handlers_lock;
+  std::vector<std::pair<gobj::Ref<GObject>, gulong>> handlers;
+  gobj::Ref<GObject> session;  // webrtcbin's RTPSession (RTCP counters)
+  std::atomic<bool> answered{false}, connected{false};
+  gint64 created_us = g_get_monotonic_time();
+  std::atomic<gint64> last_rtcp_us{0}, disconnected_since_us{0};
+  std::atomic<bool> failed{false};
+
+  void connect(gpointer instance, const char *signal, GCallback cb) {
+    std::lock_guard<std::mutex> g(handlers_lock);
+    gulong id = g_signal_connect(instance, signal, cb, this);
+    handlers.emplace_back(gobj::ref(G_OBJECT(instance)), id);
+  }
+  void disconnect_all() {
+    std::lock_guard<std::mutex> g(handlers_lock);
+    for (auto &h : handlers)
+      if (g_signal_handler_is_connected(h.first.get(), h.second))
+        g_signal_handler_disconnect(h.first.get(), h.second);
+    handlers.clear();
+  }
+  ~Viewer() { disconnect_all(); }
+};
+
+class Impl {
+ public:
+  explicit Impl(GstWhipwhepWhepServerSink *self) : self_(self) {}
+  ~Impl() { stop_housekeeping(); }
+
+  GstElement *element() const { return GST_ELEMENT(self_); }
+
+  std::mutex settings_lock;
+  Settings settings;
+
+  // ---- inputs -------------------------------------------------------------
+  GstPad *request_pad(GstPadTemplate *templ, const gchar *name);
+  void release_pad(GstPad *pad);
+  void on_input_caps(const std::shared_ptr<Input> &in, GstCaps *caps);
+
+  // ---- HTTP ---------------------------------------------------------------
+  void handle_request(const GstStructure *s, GstPromise *promise);
+  GstStructure *viewer_stats(const std::string &id);
+  guint viewer_count() {
+    std::lock_guard<std::mutex> g(lock_);
+    return guint(viewers_.size());
+  }
+
+  // ---- life cycle ---------------------------------------------------------
+  bool start(std::string *error);
+  void stop();
+  void remove_all_viewers();
+
+ private:
+  HttpResponse post(const HttpRequest &req, GstPromise *promise, bool *deferred);
+  HttpResponse patch(const HttpRequest &req);
+  void answered(const std::shared_ptr<Viewer> &v, bool ok, const std::string &text,
+                GstPromise *promise);
+  void on_connected(Viewer *v);
+  void schedule_remove(const std::string &id, const char *why);
+  bool remove_viewer(const std::string &id, const char *why);
+  void teardown(const std::shared_ptr<Viewer> &v);
+  void housekeeping();
+  void stop_housekeeping();
+  IceSettings ice_settings();
+
+  GstWhipwhepWhepServerSink *self_;
+  std::mutex lock_;  // inputs_, viewers_, serials
+  std::vector<std::shared_ptr<Input>> inputs_;
+  std::map<std::string, std::shared_ptr<Viewer>> viewers_;
+  guint video_serial_ = 0, audio_serial_ = 0;
+  std::unique_ptr<HttpListener> listener_;
+  GSource *timer_ = nullptr;  // housekeeping, on the signalling context
+};
+
+
+// ---- inputs ---------------------------------------------------------------
+
+struct InputProbeData {
+  Impl *impl;
+  std::weak_ptr<Input> input;
+};
+
+GstPad *Impl::request_pad(GstPadTemplate *templ, const gchar *name) {
+  const bool video = g_str_has_prefix(GST_PAD_TEMPLATE_NAME_TEMPLATE(templ), "video");
+  std::string pad_name;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    if (name && *name)
+      pad_name = name;
+    else
+      pad_name = std::string(video ? "video_" : "audio_") +
+                 std::to_string(video ? video_serial_++ : audio_serial_++);
+  }
+  auto in = std::make_shared<Input>();
+  in->kind = video ? MediaKind::Video : MediaKind::Audio;
+  in->fanout = std::make_unique<Fanout>(pad_name);
+  in->ghost = gobj::sink(gst_ghost_pad_new_no_target_from_template(pad_name.c_str(), templ));
+  if (!in->ghost) return nullptr;
+
+  // The payloader is chosen by the caps that arrive.
+  gst_pad_add_probe(
+      in->ghost.get(), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+      +[](GstPad *, GstPadProbeInfo *info, gpointer data) -> GstPadProbeReturn {
+        auto *d = static_cast<InputProbeData *>(data);
+        GstEvent *ev = GST_PAD_PROBE_INFO_EVENT(info);
+        if (GST_EVENT_TYPE(ev) == GST_EVENT_CAPS) {
+          GstCaps *caps = nullptr;
+          gst_event_parse_caps(ev, &caps);
+          if (auto in = d->input.lock()) d->impl->on_input_caps(in, caps);
+        }
+        return GST_PAD_PROBE_OK;
+      },
+      new InputProbeData{this, in}, +[](gpointer d) { delete static_cast<InputProbeData *>(d); });
+  // Until a payloader exists the ghost pad has no target: answer caps
+  // queries from the template so upstream can negotiate.
+  gst_pad_add_probe(
+      in->ghost.get(), GST_PAD_PROBE_TYPE_QUERY_DOWNSTREAM,
+      +[](GstPad *pad, GstPadProbeInfo *info, gpointer) -> GstPadProbeReturn {
+        GstQuery *q = GST_PAD_PROBE_INFO_QUERY(info);
+        gobj::Ref<GstPad> target = gobj::adopt(gst_ghost_pad_get_target(GST_GHOST_PAD(pad)));
+        if (target) return GST_PAD_PROBE_OK;
+        gobj::Ref<GstCaps> templ = gobj::adopt(gst_pad_get_pad_template_caps(pad));
+        if (GST_QUERY_TYPE(q) == GST_QUERY_CAPS) {
+          GstCaps *filter = nullptr;
+          gst_query_parse_caps(q, &filter);
+          gobj::Ref<GstCaps> res =
+              filter ? gobj::adopt(gst_caps_intersect_full(filter, templ.get(), GST_CAPS_INTERSECT_FIRST))
+                     : templ;
+          gst_query_set_caps_result(q, res.get());
+          return GST_PAD_PROBE_HANDLED;
+        }
+        if (GST_QUERY_TYPE(q) == GST_QUERY_ACCEPT_CAPS) {
+          GstCaps *caps = nullptr;
+          gst_query_parse_accept_caps(q, &caps);
+          gst_query_set_accept_caps_result(q, caps && gst_caps_can_intersect(caps, templ.get()));
+          return GST_PAD_PROBE_HANDLED;
+        }
+        return GST_PAD_PROBE_OK;
+      },
+      nullptr, nullptr);
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    inputs_.push_back(in);
+  }
+  gst_element_add_pad(element(), in->ghost.get());
+  return in->ghost.get();
+}
+
+void Impl::on_input_caps(const std::shared_ptr<Input> &in, GstCaps *caps) {
+  if (!caps || gst_caps_get_size(caps) == 0) return;
+  const std::string name = gst_structure_get_name(gst_caps_get_structure(caps, 0));
+  if (in->payloader && in->payloader_caps_name == name) return;
+  if (in->payloader) {
+    // A different codec: viewers negotiated the old one and cannot follow
+    // without renegotiation. They are dropped and may re-POST.
+    std::vector<std::string> ids;
+    {
+      std::lock_guard<std::mutex> g(lock_);
+      for (auto &kv : viewers_) ids.push_back(kv.first);
+    }
+    for (auto &id : ids) schedule_remove(id, "input codec changed");
+    gobj::Ref<GstPad> src = gobj::adopt(gst_element_get_static_pad(in->payloader.get(), "src"));
+    gst_pad_unlink(src.get(), in->fanout->sink_pad());
+    gst_ghost_pad_set_target(GST_GHOST_PAD(in->ghost.get()), nullptr);
+    gst_element_set_locked_state(in->payloader.get(), TRUE);
+    gst_element_set_state(in->payloader.get(), GST_STATE_NULL);
+    gst_bin_remove(GST_BIN(element()), in->payloader.get());
+    in->payloader.reset();
+  }
+  const char *factory = nullptr;
+  int pt = 96;
+  if (name == "application/x-rtp") factory = "identity";
+  else if (name == "video/x-vp8") factory = "rtpvp8pay", pt = 96;
+  else if (name == "video/x-vp9") factory = "rtpvp9pay", pt = 98;
+  else if (name == "video/x-h264") factory = "rtph264pay", pt = 102;
+  else if (name == "audio/x-opus") factory = "rtpopuspay", pt = 111;
+  gobj::Ref<GstElement> pay;
+  if (factory) pay = gobj::sink(gst_element_factory_make(factory, nullptr));
+  if (!pay) {
+    GST_ELEMENT_ERROR(element(), CORE, MISSING_PLUGIN,
+                      ("no payloader for %s (%s missing?)", name.c_str(), factory ? factory : "none"),
+                      (nullptr));
+    return;
+  }
+  if (name != "application/x-rtp") {
+    g_object_set(pay.get(), "pt", guint(pt), "mtu", guint(1200), nullptr);
+    if (name == "video/x-h264") {
+      // SPS/PPS with every IDR, so a joining viewer can decode at once.
+      g_object_set(pay.get(), "config-interval", -1, nullptr);
+      gst_util_set_object_arg(G_OBJECT(pay.get()), "aggregate-mode", "zero-latency");
+    } else if (name != "audio/x-opus") {
+      gst_util_set_object_arg(G_OBJECT(pay.get()), "picture-id-mode", "15-bit");
+    }
+  } else {
+    g_object_set(pay.get(), "silent", TRUE, nullptr);
+  }
+  gst_bin_add(GST_BIN(element()), pay.get());
+  gobj::Ref<GstPad> src = gobj::adopt(gst_element_get_static_pad(pay.get(), "src"));
+  gobj::Ref<GstPad> sink = gobj::adopt(gst_element_get_static_pad(pay.get(), "sink"));
+  gst_pad_link_full(src.get(), in->fanout->sink_pad(), GST_PAD_LINK_CHECK_NOTHING);
+  gst_ghost_pad_set_target(GST_GHOST_PAD(in->ghost.get()), sink.get());
+  gst_element_sync_state_with_parent(pay.get());
+  in->payloader = pay;
+  in->payloader_caps_name = name;
+  GST_INFO_OBJECT(element(), "%s: %s payloaded by %s", GST_PAD_NAME(in->ghost.get()), name.c_str(),
+                  factory);
+}
+
+void Impl::release_pad(GstPad *pad) {
+  std::shared_ptr<Input> in;
+  std::vector<std::shared_ptr<Viewer>> viewers;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    for (auto it = inputs_.begin(); it != inputs_.end(); ++it)
+      if ((*it)->ghost.get() == pad) {
+        in = *it;
+        inputs_.erase(it);
+        break;
+      }
+    for (auto &kv : viewers_) viewers.push_back(kv.second);
+  }
+  if (!in) return;
+  // Viewers keep their other streams; this one ends for them.
+  for (auto &v : viewers) {
+    std::lock_guard<std::mutex> g(v->legs_lock);
+    for (auto &leg : v->legs)
+      if (leg.input == in && leg.branch) in->fanout->remove_branch(leg.branch);
+  }
+  if (in->payloader) {
+    gst_ghost_pad_set_target(GST_GHOST_PAD(in->ghost.get()), nullptr);
+    gst_element_set_locked_state(in->payloader.get(), TRUE);
+    gst_element_set_state(in->payloader.get(), GST_STATE_NULL);
+    // At dispose the bin may have dropped its children already.
+    if (GST_OBJECT_PARENT(in->payloader.get()) == GST_OBJECT(element()))
+      gst_bin_remove(GST_BIN(element()), in->payloader.get());
+  }
+  gst_element_remove_pad(element(), pad);
+}
+
+// ---- HTTP -------------------------------------------------------------------
+
+IceSettings Impl::ice_settings() {
+  std::lock_guard<std::mutex> g(settings_lock);
+  IceSettings ice;
+  ice.local_addresses = split_list(settings.ice_addresses);
+  ice.stun_server = settings.stun_server;
+  if (!settings.turn_server.empty()) ice.turn_servers.push_back(settings.turn_server);
+  return ice;
+}
+
+void Impl::handle_request(const GstStructure *s, GstPromise *promise) {
+  HttpRequest req;
+  if (!request_from_structure(s, &req)) {
+    reply(promise, HttpResponse::text(400, "not a whipwhep/request structure"));
+    return;
+  }
+  std::string token;
+  {
+    std::lock_guard<std::mutex> g(settings_lock);
+    token = settings.auth_token;
+  }
+  if (!token.empty() && !bearer_matches(req.authorization, token)) {
+    HttpResponse r = HttpResponse::text(401, "missing or wrong bearer token");
+    r.headers.push_back({"WWW-Authenticate", "Bearer"});
+    reply(promise, r);
+    return;
+  }
+  if (req.method == "POST" && req.session.empty()) {
+    bool deferred = false;
+    HttpResponse r = post(req, promise, &deferred);
+    if (!deferred) reply(promise, r);
+  } else if (req.method == "DELETE" && !req.session.empty()) {
+    if (remove_viewer(req.session, "DELETE"))
+      reply(promise, HttpResponse::text(200, "session ended"));
+    else
+      reply(promise, HttpResponse::text(404, "no such session"));
+  } else if (req.method == "PATCH" && !req.session.empty()) {
+    reply(promise, patch(req));
+  } else {
+    HttpResponse r = HttpResponse::text(405, "method " + req.method + " not allowed here");
+    r.headers.push_back({"Allow", req.session.empty() ? "POST, OPTIONS" : "PATCH, DELETE, OPTIONS"});
+    reply(promise, r);
+  }
+}
+
+HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *deferred) {
+  if (req.content_type != "application/sdp")
+    return HttpResponse::text(415, "the offer must be sent as application/sdp, not '" +
+                                       req.content_type + "'");
+  std::string why;
+  gobj::Unique<GstSDPMessage> offer(parse_sdp(req.body_string(), &why));
+  if (!offer) return HttpResponse::text(400, why);
+
+  std::vector<StreamInfo> streams;
+  std::vector<std::shared_ptr<Input>> inputs;
+  size_t viewers;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    inputs = inputs_;
+    viewers = viewers_.size();
+  }
+  bool all_known = !inputs.empty();
+  for (auto &in : inputs) {
+    streams.push_back({in->kind, in->fanout->caps()});
+    if (!streams.back().caps) all_known = false;
+  }
+  if (!all_known) {
+    HttpResponse r = HttpResponse::text(503, "no publisher yet: the stream's codec is not known");
+    r.headers.push_back({"Retry-After", "2"});
+    return r;
+  }
+  guint max_viewers, latency;
+  {
+    std::lock_guard<std::mutex> g(settings_lock);
+    max_viewers = settings.max_viewers;
+    latency = settings.latency;
+  }
+  if (max_viewers && viewers >= max_viewers) {
+    HttpResponse r = HttpResponse::text(
+        503, "viewer limit reached (max-viewers=" + std::to_string(max_viewers) + ")");
+    r.headers.push_back({"Retry-After", "5"});
+    return r;
+  }
+  ViewerPlan plan = plan_viewer(offer.get(), streams);
+  if (plan.status) return HttpResponse::text(plan.status, plan.reason);
+
+  auto v = std::make_shared<Viewer>();
+  v->impl = this;
+  v->id = random_id_hex128();
+  v->webrtcbin = gobj::sink(gst_element_factory_make("webrtcbin", ("viewer-" + v->id).c_str()));
+  if (!v->webrtcbin) return HttpResponse::text(500, "webrtcbin is not installed");
+  g_object_set(v->webrtcbin.get(), "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency",
+               latency, nullptr);
+  configure_ice(v->webrtcbin.get(), ice_settings());
+  v->connect(v->webrtcbin.get(), "notify::ice-connection-state",
+             G_CALLBACK(+[](GstElement *bin, GParamSpec *, gpointer data) {
+               auto *v = static_cast<Viewer *>(data);
+               GstWebRTCICEConnectionState st;
+               g_object_get(bin, "ice-connection-state", &st, nullptr);
+               if (st == GST_WEBRTC_ICE_CONNECTION_STATE_FAILED) {
+                 v->failed = true;
+                 v->impl->schedule_remove(v->id, "ICE failed");
+               } else if (st == GST_WEBRTC_ICE_CONNECTION_STATE_DISCONNECTED) {
+                 gint64 zero = 0;
+                 v->disconnected_since_us.compare_exchange_strong(zero, g_get_monotonic_time());
+               } else if (st != GST_WEBRTC_ICE_CONNECTION_STATE_CLOSED) {
+                 v->disconnected_since_us = 0;
+               }
+             }));
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    if (max_viewers && viewers_.size() >= max_viewers) {
+      HttpResponse r = HttpResponse::text(
+          503, "viewer limit reached (max-viewers=" + std::to_string(max_viewers) + ")");
+      r.headers.push_back({"Retry-After", "5"});
+      return r;
+    }
+    viewers_[v->id] = v;
+  }
+  g_object_notify_by_pspec(G_OBJECT(self_), props[PROP_VIEWER_COUNT]);
+  gst_bin_add(GST_BIN(element()), v->webrtcbin.get());
+  gst_element_sync_state_with_parent(v->webrtcbin.get());
+
+  auto held = gobj::ref(promise);
+  auto legs_plan = std::make_shared<ViewerPlan>(std::move(plan));
+  std::weak_ptr<Viewer> weak = v;
+  PrepareAnswer prepare = [weak, legs_plan, inputs]() -> std::string {
+    auto v = weak.lock();
+    if (!v) return "the viewer was removed during negotiation";
+    GstElement *bin = v->webrtcbin.get();
+    // webrtcbin 1.22 creates no transceivers from a remote offer: each
+    // requested sink pad brings one, matched to the offer's m-line by its
+    // codec preferences when the answer is created.
+    std::vector<Viewer::Leg> legs;
+    for (const auto &l : legs_plan->legs) {
+      std::string pad_name = "sink_" + std::to_string(l.mline);
+      gobj::Ref<GstPad> pad = gobj::adopt(gst_element_request_pad_simple(bin, pad_name.c_str()));
+      if (!pad) return "webrtcbin refused a sink pad for m-line " + std::to_string(l.mline);
+      gobj::Ref<GstWebRTCRTPTransceiver> trans;
+      g_object_get(pad.get(), "transceiver", trans.out(), nullptr);
+      if (!trans) return "webrtcbin gave no transceiver for m-line " + std::to_string(l.mline);
+      // Facts #2: without preferences and a direction the answer is inactive.
+      g_object_set(trans.get(), "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY,
+                   "codec-preferences", l.codec_preferences.get(), "do-nack",
+                   inputs[l.stream]->kind == MediaKind::Video, nullptr);
+      Viewer::Leg leg;
+      leg.input = inputs[l.stream];
+      leg.sinkpad = pad;
+      leg.branch = leg.input->fanout->add_branch(pad.get(), l.pt);
+      legs.push_back(std::move(leg));
+    }
+    std::lock_guard<std::mutex> g(v->legs_lock);
+    v->legs = std::move(legs);
+    if (v->torn_down)  // removed meanwhile: undo at once
+      for (auto &leg : v->legs) leg.input->fanout->remove_branch(leg.branch);
+    return {};
+  };
+  Impl *impl = this;
+  answer_offer(v->webrtcbin.get(), offer.release(), prepare,
+               [impl, weak, held](bool ok, std::string text) {
+                 auto v = weak.lock();
+                 if (!v) {
+                   reply(held.get(), HttpResponse::text(503, "the viewer was removed during negotiation"));
+                   return;
+                 }
+                 impl->answered(v, ok, text, held.get());
+               });
+  *deferred = true;
+  return {};
+}
+
+void Impl::answered(const std::shared_ptr<Viewer> &v, bool ok, const std::string &text,
+                    GstPromise *promise) {
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    if (!viewers_.count(v->id)) {
+      reply(promise, HttpResponse::text(503, "the viewer was removed during negotiation"));
+      return;
+    }
+  }
+  if (ok && text.find("a=sendonly") == std::string::npos) {
+    ok = false;
+  }
+  if (!ok) {
+    GST_WARNING_OBJECT(element(), "viewer %s: cannot answer: %s", v->id.c_str(), text.c_str());
+    reply(promise, HttpResponse::text(500, "could not answer the offer"));
+    schedule_remove(v->id, "negotiation failed");
+    return;
+  }
+  v->answered = true;
+  // Media flows to a viewer once its DTLS transport is up (see fanout.h).
+  gobj::Ref<GstWebRTCDTLSTransport> transport;
+  {
+    std::lock_guard<std::mutex> g(v->legs_lock);
+    for (auto &leg : v->legs) {
+      gobj::Ref<GstWebRTCRTPTransceiver> trans;
+      g_object_get(leg.sinkpad.get(), "transceiver", trans.out(), nullptr);
+      if (!trans) continue;
+      gobj::Ref<GstWebRTCRTPSender> sender;
+      g_object_get(trans.get(), "sender", sender.out(), nullptr);
+      if (sender) g_object_get(sender.get(), "transport", transport.out(), nullptr);
+      if (transport) break;
+    }
+  }
+  if (transport) {
+    v->connect(transport.get(), "notify::state",
+               G_CALLBACK(+[](GstWebRTCDTLSTransport *t, GParamSpec *, gpointer data) {
+                 auto *v = static_cast<Viewer *>(data);
+                 GstWebRTCDTLSTransportState st;
+                 g_object_get(t, "state", &st, nullptr);
+                 if (st == GST_WEBRTC_DTLS_TRANSPORT_STATE_CONNECTED) {
+                   v->impl->on_connected(v);
+                 } else if (st == GST_WEBRTC_DTLS_TRANSPORT_STATE_FAILED) {
+                   v->failed = true;
+                   v->impl->schedule_remove(v->id, "DTLS failed");
+                 }
+               }));
+    GstWebRTCDTLSTransportState st;
+    g_object_get(transport.get(), "state", &st, nullptr);
+    if (st == GST_WEBRTC_DTLS_TRANSPORT_STATE_CONNECTED) on_connected(v.get());
+  }
+  HttpResponse r;
+  r.status = 201;
+  r.content_type = "application/sdp";
+  r.body = text;
+  r.session = v->id;
+  reply(promise, r);
+  GST_INFO_OBJECT(element(), "viewer %s answered", v->id.c_str());
+  g_signal_emit(self_, signals[SIGNAL_VIEWER_ADDED], 0, v->id.c_str());
+}
+
+void Impl::on_connected(Viewer *v) {
+  if (v->connected.exchange(true)) return;
+  v->last_rtcp_us = g_get_monotonic_time();
+  GST_INFO_OBJECT(element(), "viewer %s connected", v->id.c_str());
+  // RTCP from the viewer proves it is alive (vanished viewers are found by
+  // its silence) and carries its NACK/PLI counts and RTT for the stats.
+  gobj::Ref<GstElement> rtpbin;
+  GstIterator *it = gst_bin_iterate_elements(GST_BIN(v->webrtcbin.get()));
+  GValue item = G_VALUE_INIT;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto *e = GST_ELEMENT(g_value_get_object(&item));
+    GstElementFactory *f = gst_element_get_factory(e);
+    if (f && g_str_equal(GST_OBJECT_NAME(f), "rtpbin")) rtpbin = gobj::ref(e);
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  if (rtpbin) {
+    GObject *session = nullptr;
+    g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, &session);
+    if (session) {
+      v->connect(session, "on-receiving-rtcp",
+                 G_CALLBACK(+[](GObject *, GstBuffer *, gpointer data) {
+                   static_cast<Viewer *>(data)->last_rtcp_us = g_get_monotonic_time();
+                 }));
+      std::lock_guard<std::mutex> g(v->handlers_lock);
+      v->session = gobj::adopt(session);
+    }
+  }
+  std::lock_guard<std::mutex> g(v->legs_lock);
+  if (v->torn_down) return;
+  for (auto &leg : v->legs) leg.input->fanout->set_ready(leg.branch);
+}
+
+HttpResponse Impl::patch(const HttpRequest &req) {
+  std::shared_ptr<Viewer> v;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    auto it = viewers_.find(req.session);
+    if (it != viewers_.end()) v = it->second;
+  }
+  if (!v) return HttpResponse::text(404, "no such session");
+  if (req.content_type != "application/trickle-ice-sdpfrag")
+    return HttpResponse::text(415, "PATCH takes application/trickle-ice-sdpfrag");
+  const std::string body = req.body_string();
+  if (body.find("a=ice-ufrag:") != std::string::npos && body.find("a=candidate") == std::string::npos)
+    return HttpResponse::text(422, "ICE restart is not supported; trickle ICE is");
+  gobj::Unique<gchar *> lines(g_strsplit(body.c_str(), "\n", -1));
+  for (gchar **l = lines.get(); l && *l; l++) {
+    std::string line = g_strstrip(*l);
+    if (line.rfind("a=candidate:", 0) == 0)
+      g_signal_emit_by_name(v->webrtcbin.get(), "add-ice-candidate", 0u, line.substr(2).c_str());
+  }
+  HttpResponse r;
+  r.status = 204;
+  return r;
+}
+
+// ---- viewer removal ---------------------------------------------------------
+
+void Impl::schedule_remove(const std::string &id, const char *why) {
+  struct Job {
+    Impl *impl;
+    std::string id, why;
+  };
+  gst_element_call_async(
+      element(),
+      +[](GstElement *, gpointer data) {
+        auto *j = static_cast<Job *>(data);
+        j->impl->remove_viewer(j->id, j->why.c_str());
+      },
+      new Job{this, id, why}, +[](gpointer d) { delete static_cast<Job *>(d); });
+}
+
+bool Impl::remove_viewer(const std::string &id, const char *why) {
+  std::shared_ptr<Viewer> v;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    auto it = viewers_.find(id);
+    if (it == viewers_.end()) return false;
+    v = it->second;
+    viewers_.erase(it);
+  }
+  GST_INFO_OBJECT(element(), "removing viewer %s: %s", id.c_str(), why);
+  g_object_notify_by_pspec(G_OBJECT(self_), props[PROP_VIEWER_COUNT]);
+  // Off the calling thread (HTTP or a webrtcbin callback): stopping a
+  // webrtcbin takes a while and must not happen in its own callbacks.
+  gst_element_call_async(
+      element(),
+      +[](GstElement *, gpointer data) {
+        auto &v = *static_cast<std::shared_ptr<Viewer> *>(data);
+        v->impl->teardown(v);
+      },
+      new std::shared_ptr<Viewer>(v),
+      +[](gpointer d) { delete static_cast<std::shared_ptr<Viewer> *>(d); });
+  return true;
+}
+
+void Impl::teardown(const std::shared_ptr<Viewer> &v) {
+  std::vector<Viewer::Leg> legs;
+  {
+    std::lock_guard<std::mutex> g(v->legs_lock);
+    if (v->torn_down) return;
+    v->torn_down = true;
+    legs = v->legs;
+  }
+  // Stop the fan-out first (waits for a push in flight), then the webrtcbin.
+  for (auto &leg : legs)
+    if (leg.branch) leg.input->fanout->remove_branch(leg.branch);
+  v->disconnect_all();
+  gst_element_set_locked_state(v->webrtcbin.get(), TRUE);
+  gst_element_set_state(v->webrtcbin.get(), GST_STATE_NULL);
+  for (auto &leg : legs)
+    if (leg.sinkpad) gst_element_release_request_pad(v->webrtcbin.get(), leg.sinkpad.get());
+  gst_bin_remove(GST_BIN(element()), v->webrtcbin.get());
+  {
+    std::lock_guard<std::mutex> g(v->handlers_lock);
+    v->session.reset();
+  }
+  GST_INFO_OBJECT(element(), "viewer %s released", v->id.c_str());
+  g_signal_emit(self_, signals[SIGNAL_VIEWER_REMOVED], 0, v->id.c_str());
+}
+
+void Impl::remove_all_viewers() {
+  std::map<std::string, std::shared_ptr<Viewer>> all;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    all.swap(viewers_);
+  }
+  if (!all.empty()) g_object_notify_by_pspec(G_OBJECT(self_), props[PROP_VIEWER_COUNT]);
+  for (auto &kv : all) teardown(kv.second);
+}
+
+void Impl::housekeeping() {
+  const gint64 now = g_get_monotonic_time();
+  gint64 rtcp_timeout;
+  {
+    std::lock_guard<std::mutex> g(settings_lock);
+    rtcp_timeout = gint64(settings.viewer_timeout) * G_USEC_PER_SEC;
+  }
+  std::vector<std::pair<std::string, const char *>> gone;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    for (auto &kv : viewers_) {
+      Viewer &v = *kv.second;
+      const gint64 ds = v.disconnected_since_us;
+      if (v.failed) gone.push_back({kv.first, "ICE or DTLS failed"});
+      else if (!v.connected && now - v.created_us > kConnectTimeoutUs)
+        gone.push_back({kv.first, "never connected"});
+      else if (ds && now - ds > kDisconnectedTimeoutUs)
+        gone.push_back({kv.first, "ICE disconnected"});
+      else if (v.connected && rtcp_timeout && now - v.last_rtcp_us > rtcp_timeout)
+        gone.push_back({kv.first, "no RTCP from the viewer"});
+    }
+  }
+  for (auto &g : gone) remove_viewer(g.first, g.second);
+}
+
+bool Impl::start(std::string *error) {
+  Settings s;
+  {
+    std::lock_guard<std::mutex> g(settings_lock);
+    s = settings;
+  }
+  if (s.port != 0) {
+    HttpListener::Options opts;
+    opts.address = s.address;
+    opts.port = s.port;
+    opts.path = "/whep";
+    listener_ = HttpListener::start(element(), opts, error);
+    if (!listener_) return false;
+  }
+  GSource *timer = g_timeout_source_new(1000);
+  g_source_set_callback(
+      timer,
+      +[](gpointer data) -> gboolean {
+        static_cast<Impl *>(data)->housekeeping();
+        return G_SOURCE_CONTINUE;
+      },
+      this, nullptr);
+  g_source_attach(timer, signalling_context());
+  timer_ = timer;
+  return true;
+}
+
+void Impl::stop_housekeeping() {
+  if (!timer_) return;
+  GSource *t = std::exchange(timer_, nullptr);
+  // Destroyed on its own thread: a tick in progress finishes first.
+  run_on_signalling_thread_sync([t]() { g_source_destroy(t); }, 5000);
+  g_source_unref(t);
+}
+
+void Impl::stop() {
+  listener_.reset();
+  stop_housekeeping();
+  remove_all_viewers();
+}
+
+GstStructure *Impl::viewer_stats(const std::string &id) {
+  std::shared_ptr<Viewer> v;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    auto it = viewers_.find(id);
+    if (it != viewers_.end()) v = it->second;
+  }
+  if (!v) return nullptr;
+  guint64 bytes = 0, packets = 0, keyframe_requests = 0;
+  {
+    std::lock_guard<std::mutex> g(v->legs_lock);
+    for (auto &leg : v->legs) {
+      bytes += leg.branch->bytes;
+      packets += leg.branch->packets;
+      keyframe_requests += leg.branch->keyframe_requests;
+    }
+  }
+  guint nacks = 0, plis = 0;
+  double rtt = -1;
+  gobj::Ref<GObject> session;
+  {
+    std::lock_guard<std::mutex> g(v->handlers_lock);
+    session = v->session;
+  }
+  if (session) {
+    gobj::Unique<GstStructure> st;
+    g_object_get(session.get(), "stats", static_cast<GstStructure **>(gobj::out(st)), nullptr);
+    const GValue *arr = st ? gst_structure_get_value(st.get(), "source-stats") : nullptr;
+    G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+    GValueArray *sources = arr ? static_cast<GValueArray *>(g_value_get_boxed(arr)) : nullptr;
+    for (guint i = 0; sources && i < sources->n_values; i++) {
+      const GstStructure *src = gst_value_get_structure(g_value_array_get_nth(sources, i));
+      gboolean internal = FALSE, have_rb = FALSE;
+      gst_structure_get_boolean(src, "internal", &internal);
+      if (!internal) continue;
+      guint n = 0, rb_rtt = 0;
+      if (gst_structure_get_uint(src, "recv-nack-count", &n)) nacks += n;
+      if (gst_structure_get_uint(src, "recv-pli-count", &n)) plis += n;
+      if (gst_structure_get_uint(src, "recv-fir-count", &n)) plis += n;
+      if (gst_structure_get_boolean(src, "have-rb", &have_rb) && have_rb &&
+          gst_structure_get_uint(src, "rb-round-trip", &rb_rtt))
+        rtt = std::max(rtt, rb_rtt / 65536.0);
+    }
+    G_GNUC_END_IGNORE_DEPRECATIONS
+  }
+  return gst_structure_new("whep-viewer-stats", "session", G_TYPE_STRING, id.c_str(), "connected",
+                           G_TYPE_BOOLEAN, gboolean(v->connected.load()), "bytes-sent", G_TYPE_UINT64,
+                           bytes, "packets-sent", G_TYPE_UINT64, packets, "nacks-received", G_TYPE_UINT,
+                           nacks, "plis-received", G_TYPE_UINT, plis, "keyframe-requests",
+                           G_TYPE_UINT64, keyframe_requests, "rtt", G_TYPE_DOUBLE, rtt, nullptr);
+}
+
+}  // namespace
+
+// ---- GObject glue -------------------------------------------------------------
+
+G_DEFINE_TYPE_WITH_CODE(GstWhipwhepWhepServerSink, gst_whipwhep_whep_server_sink, GST_TYPE_BIN,
+                        GST_DEBUG_CATEGORY_INIT(whepserversink_debug, "whepserversink", 0,
+                                                "WHEP server: fan-out to viewers"))
+GST_ELEMENT_REGISTER_DEFINE(whepserversink, "whepserversink", GST_RANK_NONE,
+                            GST_TYPE_WHIPWHEP_WHEP_SERVER_SINK)
+
+static GstStaticPadTemplate video_template = GST_STATIC_PAD_TEMPLATE(
+    "video_%u", GST_PAD_SINK, GST_PAD_REQUEST,
+    GST_STATIC_CAPS("video/x-h264, stream-format=(string){ byte-stream, avc }, alignment=(string)au; "
+                    "video/x-vp8; video/x-vp9; application/x-rtp, media=(string)video"));
+static GstStaticPadTemplate audio_template = GST_STATIC_PAD_TEMPLATE(
+    "audio_%u", GST_PAD_SINK, GST_PAD_REQUEST,
+    GST_STATIC_CAPS("audio/x-opus; application/x-rtp, media=(string)audio"));
+
+static void gst_whipwhep_whep_server_sink_init(GstWhipwhepWhepServerSink *self) {
+  self->impl = new Impl(self);
+}
+
+static void gst_whipwhep_whep_server_sink_finalize(GObject *object) {
+  auto *self = GST_WHIPWHEP_WHEP_SERVER_SINK(object);
+  delete self->impl;
+  self->impl = nullptr;
+  G_OBJECT_CLASS(gst_whipwhep_whep_server_sink_parent_class)->finalize(object);
+}
+
+static void set_property(GObject *object, guint id, const GValue *value, GParamSpec *pspec) {
+  Impl *impl = GST_WHIPWHEP_WHEP_SERVER_SINK(object)->impl;
+  std::lock_guard<std::mutex> g(impl->settings_lock);
+  Settings &s = impl->settings;
+  switch (id) {
+    case PROP_ADDRESS: s.address = gobj::str_or(g_value_get_string(value), "127.0.0.1"); break;
+    case PROP_PORT: s.port = g_value_get_uint(value); break;
+    case PROP_AUTH_TOKEN: s.auth_token = gobj::str_or(g_value_get_string(value)); break;
+    case PROP_ICE_ADDRESSES: s.ice_addresses = gobj::str_or(g_value_get_string(value)); break;
+    case PROP_STUN_SERVER: s.stun_server = gobj::str_or(g_value_get_string(value)); break;
+    case PROP_TURN_SERVER: s.turn_server = gobj::str_or(g_value_get_string(value)); break;
+    case PROP_MAX_VIEWERS: s.max_viewers = g_value_get_uint(value); break;
+    case PROP_LATENCY: s.latency = g_value_get_uint(value); break;
+    case PROP_VIEWER_TIMEOUT: s.viewer_timeout = g_value_get_uint(value); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
+  }
+}
+
+static void get_property(GObject *object, guint id, GValue *value, GParamSpec *pspec) {
+  Impl *impl = GST_WHIPWHEP_WHEP_SERVER_SINK(object)->impl;
+  if (id == PROP_VIEWER_COUNT) {
+    g_value_set_uint(value, impl->viewer_count());
+    return;
+  }
+  std::lock_guard<std::mutex> g(impl->settings_lock);
+  const Settings &s = impl->settings;
+  switch (id) {
+    case PROP_ADDRESS: g_value_set_string(value, s.address.c_str()); break;
+    case PROP_PORT: g_value_set_uint(value, s.port); break;
+    case PROP_AUTH_TOKEN: g_value_set_string(value, s.auth_token.c_str()); break;
+    case PROP_ICE_ADDRESSES: g_value_set_string(value, s.ice_addresses.c_str()); break;
+    case PROP_STUN_SERVER: g_value_set_string(value, s.stun_server.c_str()); break;
+    case PROP_TURN_SERVER: g_value_set_string(value, s.turn_server.c_str()); break;
+    case PROP_MAX_VIEWERS: g_value_set_uint(value, s.max_viewers); break;
+    case PROP_LATENCY: g_value_set_uint(value, s.latency); break;
+    case PROP_VIEWER_TIMEOUT: g_value_set_uint(value, s.viewer_timeout); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
+  }
+}
+
+static GstStateChangeReturn change_state(GstElement *element, GstStateChange transition) {
+  Impl *impl = GST_WHIPWHEP_WHEP_SERVER_SINK(element)->impl;
+  if (transition == GST_STATE_CHANGE_NULL_TO_READY) {
+    std::string error;
+    if (!impl->start(&error)) {
+      guint port;
+      {
+        std::lock_guard<std::mutex> g(impl->settings_lock);
+        port = impl->settings.port;
+      }
+      GST_ELEMENT_ERROR(element, RESOURCE, OPEN_READ,
+                        ("cannot listen for WHEP requests on port %u: %s", port, error.c_str()),
+                        (nullptr));
+      return GST_STATE_CHANGE_FAILURE;
+    }
+  }
+  if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) impl->remove_all_viewers();
+  GstStateChangeReturn ret =
+      GST_ELEMENT_CLASS(gst_whipwhep_whep_server_sink_parent_class)->change_state(element, transition);
+  if (transition == GST_STATE_CHANGE_READY_TO_NULL ||
+      (transition == GST_STATE_CHANGE_NULL_TO_READY && ret == GST_STATE_CHANGE_FAILURE))
+    impl->stop();
+  return ret;
+}
+
+static GstPad *request_new_pad(GstElement *element, GstPadTemplate *templ, const gchar *name,
+                               const GstCaps *) {
+  return GST_WHIPWHEP_WHEP_SERVER_SINK(element)->impl->request_pad(templ, name);
+}
+
+static void release_pad(GstElement *element, GstPad *pad) {
+  GST_WHIPWHEP_WHEP_SERVER_SINK(element)->impl->release_pad(pad);
+}
+
+static void handle_request_cb(GstWhipwhepWhepServerSink *self, GstStructure *request,
+                              GstPromise *promise) {
+  self->impl->handle_request(request, promise);
+}
+
+static GstStructure *get_viewer_stats_cb(GstWhipwhepWhepServerSink *self, const gchar *session) {
+  return self->impl->viewer_stats(gobj::str_or(session));
+}
+
+static void gst_whipwhep_whep_server_sink_class_init(GstWhipwhepWhepServerSinkClass *klass) {
+  GObjectClass *oclass = G_OBJECT_CLASS(klass);
+  GstElementClass *eclass = GST_ELEMENT_CLASS(klass);
+  oclass->finalize = gst_whipwhep_whep_server_sink_finalize;
+  oclass->set_property = set_property;
+  oclass->get_property = get_property;
+  eclass->change_state = change_state;
+  eclass->request_new_pad = request_new_pad;
+  eclass->release_pad = release_pad;
+
+  const auto rw = GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  const auto rw_playing =
+      GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_PLAYING);
+  props[PROP_ADDRESS] = g_param_spec_string(
+      "address", "Address", "Local address the standalone WHEP listener binds to (with port != 0)",
+      "127.0.0.1", rw);
+  props[PROP_PORT] = g_param_spec_uint(
+      "port", "Port",
+      "TCP port of the standalone listener serving http://address:port/whep; 0 = no listener, "
+      "requests come through the handle-request action signal",
+      0, 65535, 0, rw);
+  props[PROP_AUTH_TOKEN] = g_param_spec_string(
+      "auth-token", "Auth token",
+      "Bearer token viewers must send (Authorization: Bearer <token>); empty = open playback",
+      "", rw_playing);
+  props[PROP_ICE_ADDRESSES] = g_param_spec_string(
+      "ice-addresses", "ICE addresses",
+      "Comma-separated local addresses ICE may gather on for viewers; empty = every interface "
+      "except loopback",
+      "", rw_playing);
+  props[PROP_STUN_SERVER] = g_param_spec_string(
+      "stun-server", "STUN server", "STUN server for viewers' ICE (stun://host:port)", "",
+      rw_playing);
+  props[PROP_TURN_SERVER] = g_param_spec_string(
+      "turn-server", "TURN server", "TURN server for viewers' ICE (turn(s)://user:pass@host:port)",
+      "", rw_playing);
+  props[PROP_MAX_VIEWERS] = g_param_spec_uint(
+      "max-viewers", "Max viewers",
+      "Most viewers served at once; beyond it a POST gets 503 with Retry-After (0 = unlimited)", 0,
+      G_MAXUINT, 0, rw_playing);
+  props[PROP_VIEWER_COUNT] = g_param_spec_uint(
+      "viewer-count", "Viewer count", "Viewers currently attached (negotiating or playing)", 0,
+      G_MAXUINT, 0, GParamFlags(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS));
+  props[PROP_LATENCY] = g_param_spec_uint(
+      "latency", "Latency",
+      "Receive jitterbuffer of each viewer's webrtcbin in ms (viewers send only RTCP here)", 0,
+      10000, kDefaultLatency, rw_playing);
+  props[PROP_VIEWER_TIMEOUT] = g_param_spec_uint(
+      "viewer-timeout", "Viewer timeout",
+      "Seconds without RTCP from a connected viewer before it is considered gone and removed "
+      "(0 = never; ICE/DTLS failure removes a viewer regardless)",
+      0, 3600, kDefaultViewerTimeout, rw_playing);
+  g_object_class_install_properties(oclass, N_PROPS, props);
+
+  // void viewer-added (GstElement*, const gchar *session)
+  signals[SIGNAL_VIEWER_ADDED] =
+      g_signal_new("viewer-added", G_TYPE_FROM_CLASS(klass), G_SIGNAL_RUN_LAST, 0, nullptr,
+                   nullptr, nullptr, G_TYPE_NONE, 1, G_TYPE_STRING);
+  // void viewer-removed (GstElement*, const gchar *session)
+  signals[SIGNAL_VIEWER_REMOVED] =
+      g_signal_new("viewer-removed", G_TYPE_FROM_CLASS(klass), G_SIGNAL_RUN_LAST, 0, nullptr,
+                   nullptr, nullptr, G_TYPE_NONE, 1, G_TYPE_STRING);
+  // void handle-request (GstElement*, GstStructure *request, GstPromise *promise)
+  signals[SIGNAL_HANDLE_REQUEST] = g_signal_new_class_handler(
+      "handle-request", G_TYPE_FROM_CLASS(klass), GSignalFlags(G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION),
+      G_CALLBACK(handle_request_cb), nullptr, nullptr, nullptr, G_TYPE_NONE, 2,
+      GST_TYPE_STRUCTURE | G_SIGNAL_TYPE_STATIC_SCOPE, GST_TYPE_PROMISE);
+  // GstStructure *get-viewer-stats (GstElement*, const gchar *session): transfer full, NULL if unknown
+  signals[SIGNAL_GET_VIEWER_STATS] = g_signal_new_class_handler(
+      "get-viewer-stats", G_TYPE_FROM_CLASS(klass), GSignalFlags(G_SIGNAL_RUN_LAST | G_SIGNAL_ACTION),
+      G_CALLBACK(get_viewer_stats_cb), nullptr, nullptr, nullptr, GST_TYPE_STRUCTURE, 1,
+      G_TYPE_STRING);
+
+  gst_element_class_add_static_pad_template(eclass, &video_template);
+  gst_element_class_add_static_pad_template(eclass, &audio_template);
+  gst_element_class_set_static_metadata(
+      eclass, "WHEP server sink", "Sink/Network/WebRTC",
+      "Serves encoded audio/video to many WHEP viewers: payloaded once, fanned out to one sendonly "
+      "webrtcbin per viewer with per-viewer payload types, NACK/RTX and coalesced keyframe requests",
+      "whipwhep");
+}
