@@ -5,9 +5,10 @@
 static gboolean plugin_init(GstPlugin *plugin) {
   gboolean ok = TRUE;
   // One line per element that works (see elements.h).
-  ok &= GST_ELEMENT_REGISTER(whipsink, plugin);
   ok &= GST_ELEMENT_REGISTER(whipserversrc, plugin);
+  ok &= GST_ELEMENT_REGISTER(whipsink, plugin);
   ok &= GST_ELEMENT_REGISTER(whepsrc, plugin);
+  ok &= GST_ELEMENT_REGISTER(whepserversink, plugin);
   (void)plugin;
   return ok;
 }
