@@ -24,7 +24,7 @@ using namespace whipwhep;
 
 namespace {
 
-[[maybe_unused]] guint thread_count() {
+guint thread_count() {
   guint n = 0;
   if (DIR *d = opendir("/proc/self/task")) {
     while (struct dirent *e = readdir(d))
@@ -281,4 +281,336 @@ TEST(WhepServerSink, ServesTenViewersWithVideoAndAudio) {
     EXPECT_GE(viewers[i]->video.n(), 30u) << "viewer " << i;
     EXPECT_GE(viewers[i]->audio.n(), 50u) << "viewer " << i;
   }
+}
+
+namespace {
+
+std::string replace_all(std::string s, const std::string &from, const std::string &to) {
+  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size()))
+    s.replace(p, from.size(), to);
+  return s;
+}
+
+// The viewer's webrtcbin inside whepserversink.
+gobj::Ref<GstElement> server_webrtcbin(GstElement *sink, const std::string &session) {
+  return gobj::adopt(gst_bin_get_by_name(GST_BIN(sink), ("viewer-" + session).c_str()));
+}
+
+gobj::Ref<GstElement> find_by_factory(GstElement *bin, const char *factory) {
+  gobj::Ref<GstElement> found;
+  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(bin));
+  GValue item = G_VALUE_INIT;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto *e = GST_ELEMENT(g_value_get_object(&item));
+    GstElementFactory *f = gst_element_get_factory(e);
+    if (f && g_str_equal(GST_OBJECT_NAME(f), factory)) found = gobj::ref(e);
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  return found;
+}
+
+gobj::Unique<GstStructure> viewer_stats(GstElement *sink, const std::string &session) {
+  GstStructure *s = nullptr;
+  g_signal_emit_by_name(sink, "get-viewer-stats", session.c_str(), &s);
+  return gobj::Unique<GstStructure>(s);
+}
+
+}  // namespace
+
+TEST(WhepServerSink, ViewerWithOwnPayloadTypesDecodes) {
+  Source src;
+  ASSERT_TRUE(src.play_and_wait_caps());
+  std::vector<std::unique_ptr<Viewer>> viewers;
+  viewers.push_back(std::make_unique<Viewer>());
+  Viewer::Options o;
+  o.video_pt = 120;
+  o.audio_pt = 109;
+  viewers.push_back(std::make_unique<Viewer>(o));
+  std::string offer = viewers[1]->offer();
+  EXPECT_NE(offer.find("m=video 9 UDP/TLS/RTP/SAVPF 120"), std::string::npos) << offer;
+  EXPECT_NE(offer.find("a=rtpmap:109 OPUS/48000/2"), std::string::npos) << offer;
+  ASSERT_FALSE(viewers[0]->join(src.sink.get()).empty());
+  HttpResponse r = request(src.sink.get(), "POST", "", offer);
+  ASSERT_EQ(r.status, 201u) << r.body;
+  EXPECT_NE(r.body.find("a=rtpmap:120 VP8/90000"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("a=rtpmap:109 OPUS/48000/2"), std::string::npos) << r.body;
+  ASSERT_TRUE(viewers[1]->answer(r.body));
+  EXPECT_TRUE(all_decode(viewers, 30, 50, 20000));
+  for (auto &v : viewers) {
+    EXPECT_GE(v->video.n(), 30u);
+    EXPECT_GE(v->audio.n(), 50u);
+  }
+}
+
+TEST(WhepServerSink, LateJoinerDecodesWithinBudgetDespiteLongGop) {
+  Source src(300);  // a keyframe every 10 s at 30 fps
+  ASSERT_TRUE(src.play_and_wait_caps());
+  Viewer first;
+  ASSERT_FALSE(first.join(src.sink.get()).empty());
+  ASSERT_TRUE(test::wait_for([&] { return first.video.n() >= 60; }, 15000));
+  // Mid-GOP: the last keyframe was the one asked for by the first viewer.
+  Viewer late;
+  ASSERT_FALSE(late.join(src.sink.get()).empty());
+  ASSERT_TRUE(test::wait_for([&] { return late.video.n() >= 1; }, 5000));
+  const gint64 ms = (late.video.first_time() - late.answered_at) / 1000;
+  std::printf("late joiner: first decoded frame %" G_GINT64_FORMAT " ms after its 201\n", ms);
+  RecordProperty("first_frame_ms", int(ms));
+  EXPECT_LT(ms, 1500);  // the 500 ms goal with CI headroom; 10 s without keyframe-on-join
+}
+
+TEST(WhepServerSink, ChurnDoesNotStallSteadyViewer) {
+  Source src;
+  ASSERT_TRUE(src.play_and_wait_caps());
+  Viewer steady;
+  ASSERT_FALSE(steady.join(src.sink.get()).empty());
+  ASSERT_TRUE(test::wait_for([&] { return steady.video.n() >= 30; }, 15000));
+  steady.video.measure_gaps();
+  for (int round = 0; round < 4; round++) {
+    std::vector<std::unique_ptr<Viewer>> churn;
+    for (int i = 0; i < 2; i++) {
+      churn.push_back(std::make_unique<Viewer>());
+      ASSERT_FALSE(churn.back()->join(src.sink.get()).empty());
+    }
+    ASSERT_TRUE(all_decode(churn, 5, 0, 15000));
+    for (auto &v : churn) EXPECT_EQ(request(src.sink.get(), "DELETE", v->session, "").status, 200u);
+    ASSERT_TRUE(test::wait_for([&] { return src.webrtcbins() == 1; }, 10000));
+  }
+  EXPECT_EQ(src.viewer_count(), 1u);
+  const gint64 gap_ms = steady.video.largest_gap() / 1000;
+  std::printf("steady viewer: largest gap between decoded frames during churn %" G_GINT64_FORMAT
+              " ms\n", gap_ms);
+  RecordProperty("largest_gap_ms", int(gap_ms));
+  EXPECT_LT(gap_ms, 400);  // 33 ms nominal; 400 leaves room for a loaded 2-core CI box
+}
+
+TEST(WhepServerSink, LossyViewerRecoversWithNackAndOthersUnaffected) {
+  Source src;
+  ASSERT_TRUE(src.play_and_wait_caps());
+  std::vector<std::unique_ptr<Viewer>> viewers;
+  for (int i = 0; i < 2; i++) {
+    viewers.push_back(std::make_unique<Viewer>());
+    ASSERT_FALSE(viewers.back()->join(src.sink.get()).empty());
+  }
+  // Drop every 20th RTP packet (5 %) on the wire towards viewer 1, after
+  // rtprtxsend, so only a retransmission can repair it.
+  gobj::Ref<GstElement> bin = server_webrtcbin(src.sink.get(), viewers[1]->session);
+  ASSERT_TRUE(bin);
+  gobj::Ref<GstElement> nicesink = find_by_factory(bin.get(), "nicesink");
+  ASSERT_TRUE(nicesink);
+  gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(nicesink.get(), "sink"));
+  static std::atomic<guint> rtp_seen{0}, dropped{0};
+  gst_pad_add_probe(
+      pad.get(), GST_PAD_PROBE_TYPE_BUFFER,
+      +[](GstPad *, GstPadProbeInfo *info, gpointer) -> GstPadProbeReturn {
+        guint8 b[2];
+        GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER(info);
+        if (gst_buffer_extract(buf, 0, b, 2) != 2 || (b[0] & 0xc0) != 0x80) return GST_PAD_PROBE_OK;
+        if ((b[1] & 0x7f) >= 64 && (b[1] & 0x7f) <= 95) return GST_PAD_PROBE_OK;  // RTCP
+        if (++rtp_seen % 20 == 0) {
+          dropped++;
+          return GST_PAD_PROBE_DROP;
+        }
+        return GST_PAD_PROBE_OK;
+      },
+      nullptr, nullptr);
+  viewers[0]->video.measure_gaps();
+  viewers[1]->video.measure_gaps();
+  EXPECT_TRUE(all_decode(viewers, 120, 100, 30000));
+  EXPECT_GT(dropped.load(), 10u);
+  auto stats = viewer_stats(src.sink.get(), viewers[1]->session);
+  ASSERT_TRUE(stats);
+  guint nacks = 0;
+  guint64 bytes = 0;
+  gst_structure_get_uint(stats.get(), "nacks-received", &nacks);
+  gst_structure_get_uint64(stats.get(), "bytes-sent", &bytes);
+  std::printf("lossy viewer: %u packets dropped, stats %s\n", dropped.load(),
+              gobj::Unique<gchar>(gst_structure_to_string(stats.get())).get());
+  EXPECT_GT(nacks, 0u);
+  EXPECT_GT(bytes, 10000u);
+  EXPECT_LT(viewers[0]->video.largest_gap() / 1000, 400);
+  EXPECT_LT(viewers[1]->video.largest_gap() / 1000, 1000);
+}
+
+TEST(WhepServerSink, BadRequestsGetTheirStatusAndServiceContinues) {
+  Source src(30, true, 30, "max-viewers=2");
+  ASSERT_TRUE(src.play_and_wait_caps());
+  Viewer a;
+  ASSERT_FALSE(a.join(src.sink.get()).empty());
+  ASSERT_TRUE(test::wait_for([&] { return a.video.n() >= 10; }, 15000));
+  GstElement *sink = src.sink.get();
+
+  EXPECT_EQ(request(sink, "POST", "", "v=0\r\nthis is not SDP\r\n").status, 400u);
+  Viewer b;
+  const std::string offer = b.offer();
+  EXPECT_EQ(request(sink, "POST", "", offer, "text/plain").status, 415u);
+  HttpResponse r = request(sink, "POST", "", replace_all(offer, "a=recvonly", "a=sendonly"));
+  EXPECT_EQ(r.status, 422u);
+  EXPECT_NE(r.body.find("recvonly"), std::string::npos) << r.body;
+  EXPECT_EQ(request(sink, "POST", "", replace_all(offer, "a=recvonly", "a=sendrecv")).status, 422u);
+  Viewer::Options h264;
+  h264.video_codec = "H264";
+  h264.video_pt = 102;
+  Viewer c(h264);
+  r = request(sink, "POST", "", c.offer());
+  EXPECT_EQ(r.status, 422u);
+  EXPECT_NE(r.body.find("VP8"), std::string::npos) << r.body;
+  EXPECT_EQ(request(sink, "DELETE", "0123456789abcdef0123456789abcdef", "").status, 404u);
+  EXPECT_EQ(src.viewer_count(), 1u);
+
+  r = request(sink, "POST", "", offer);
+  ASSERT_EQ(r.status, 201u) << r.body;
+  ASSERT_TRUE(b.answer(r.body));
+  Viewer d;
+  r = request(sink, "POST", "", d.offer());
+  EXPECT_EQ(r.status, 503u);
+  ASSERT_NE(r.header("Retry-After"), nullptr);
+  EXPECT_NE(r.body.find("max-viewers"), std::string::npos) << r.body;
+
+  // Everyone admitted keeps playing.
+  const guint64 before = a.video.n();
+  EXPECT_TRUE(test::wait_for([&] { return a.video.n() >= before + 30 && b.video.n() >= 30; }, 15000));
+}
+
+TEST(WhepServerSink, ViewerBeforePublisherGetsRetryableStatus) {
+  gobj::Ref<GstElement> pipeline = gobj::sink(gst_pipeline_new(nullptr));
+  GstElement *sink = gst_element_factory_make("whepserversink", nullptr);
+  ASSERT_TRUE(sink);
+  g_object_set(sink, "ice-addresses", "127.0.0.1", nullptr);
+  gst_bin_add(GST_BIN(pipeline.get()), sink);
+  gobj::Ref<GstPad> pad = gobj::adopt(gst_element_request_pad_simple(sink, "video_%u"));
+  ASSERT_TRUE(pad);
+  gst_element_set_state(pipeline.get(), GST_STATE_PLAYING);
+  Viewer v;
+  HttpResponse r = request(sink, "POST", "", v.offer());
+  EXPECT_EQ(r.status, 503u);
+  ASSERT_NE(r.header("Retry-After"), nullptr);
+  EXPECT_EQ(*r.header("Retry-After"), "2");
+  EXPECT_NE(r.body.find("no publisher yet"), std::string::npos) << r.body;
+  gst_element_set_state(pipeline.get(), GST_STATE_NULL);
+  gst_element_release_request_pad(sink, pad.get());
+}
+
+TEST(WhepServerSink, CountsViewersSignalsAndDeleteReleasesEverything) {
+  Source src;
+  ASSERT_TRUE(src.play_and_wait_caps());
+  struct Seen {
+    std::mutex m;
+    std::vector<std::string> added, removed;
+  } seen;
+  g_signal_connect(src.sink.get(), "viewer-added", G_CALLBACK(+[](GstElement *, const gchar *id, gpointer d) {
+                     auto *s = static_cast<Seen *>(d);
+                     std::lock_guard<std::mutex> g(s->m);
+                     s->added.push_back(id);
+                   }), &seen);
+  g_signal_connect(src.sink.get(), "viewer-removed", G_CALLBACK(+[](GstElement *, const gchar *id, gpointer d) {
+                     auto *s = static_cast<Seen *>(d);
+                     std::lock_guard<std::mutex> g(s->m);
+                     s->removed.push_back(id);
+                   }), &seen);
+  EXPECT_EQ(src.viewer_count(), 0u);
+  Viewer v;
+  const std::string id = v.join(src.sink.get());
+  ASSERT_EQ(id.size(), 32u);
+  EXPECT_EQ(src.viewer_count(), 1u);
+  ASSERT_TRUE(test::wait_for([&] { return v.video.n() >= 10; }, 15000));
+  {
+    std::lock_guard<std::mutex> g(seen.m);
+    ASSERT_EQ(seen.added.size(), 1u);
+    EXPECT_EQ(seen.added[0], id);
+  }
+  auto stats = viewer_stats(src.sink.get(), id);
+  ASSERT_TRUE(stats);
+  gboolean connected = FALSE;
+  gst_structure_get_boolean(stats.get(), "connected", &connected);
+  EXPECT_TRUE(connected);
+  EXPECT_EQ(src.webrtcbins(), 1u);
+
+  EXPECT_EQ(request(src.sink.get(), "DELETE", id, "").status, 200u);
+  EXPECT_EQ(src.viewer_count(), 0u);
+  EXPECT_TRUE(test::wait_for([&] {
+    std::lock_guard<std::mutex> g(seen.m);
+    return seen.removed.size() == 1;
+  }, 10000));
+  EXPECT_EQ(seen.removed[0], id);
+  EXPECT_EQ(src.webrtcbins(), 0u);
+  EXPECT_FALSE(viewer_stats(src.sink.get(), id));
+  EXPECT_EQ(request(src.sink.get(), "DELETE", id, "").status, 404u);
+  g_signal_handlers_disconnect_by_data(src.sink.get(), &seen);
+}
+
+TEST(WhepServerSink, StandaloneListenerServesViewerOverHttp) {
+  const guint port = test::free_tcp_port();
+  Source src(30, true, 30, ("port=" + std::to_string(port)).c_str());
+  ASSERT_TRUE(src.play_and_wait_caps());
+  Viewer v;
+  const std::string offer = v.offer();
+  gobj::Ref<SoupSession> session = gobj::adopt(soup_session_new());
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/whep";
+  gobj::Ref<SoupMessage> msg = gobj::adopt(soup_message_new("POST", url.c_str()));
+  gobj::Ref<GBytes> body = gobj::adopt(g_bytes_new(offer.data(), offer.size()));
+  soup_message_set_request_body_from_bytes(msg.get(), "application/sdp", body.get());
+  gobj::Unique<GError> err;
+  gobj::Ref<GBytes> answer =
+      gobj::adopt(soup_session_send_and_read(session.get(), msg.get(), nullptr, gobj::out(err)));
+  ASSERT_TRUE(answer) << (err ? err->message : "");
+  ASSERT_EQ(soup_message_get_status(msg.get()), 201u);
+  const char *location =
+      soup_message_headers_get_one(soup_message_get_response_headers(msg.get()), "Location");
+  ASSERT_TRUE(location);
+  EXPECT_TRUE(g_str_has_prefix(location, "/whep/"));
+  gsize n = 0;
+  const char *data = static_cast<const char *>(g_bytes_get_data(answer.get(), &n));
+  ASSERT_TRUE(v.answer(std::string(data, n)));
+  EXPECT_TRUE(test::wait_for([&] { return v.video.n() >= 30 && v.audio.n() >= 50; }, 15000));
+
+  gobj::Ref<SoupMessage> del = gobj::adopt(
+      soup_message_new("DELETE", ("http://127.0.0.1:" + std::to_string(port) + location).c_str()));
+  gobj::Ref<GBytes> ignored =
+      gobj::adopt(soup_session_send_and_read(session.get(), del.get(), nullptr, nullptr));
+  EXPECT_EQ(soup_message_get_status(del.get()), 200u);
+  EXPECT_EQ(src.viewer_count(), 0u);
+}
+
+TEST(WhepServerSink, VanishedViewerIsRemovedWithoutDelete) {
+  Source src(30, true, 30, "viewer-timeout=3");
+  ASSERT_TRUE(src.play_and_wait_caps());
+  auto v = std::make_unique<Viewer>();
+  ASSERT_FALSE(v->join(src.sink.get()).empty());
+  ASSERT_TRUE(test::wait_for([&] { return v->video.n() >= 10; }, 15000));
+  const gint64 gone = g_get_monotonic_time();
+  v.reset();  // no DELETE: the viewer just stops answering
+  EXPECT_TRUE(test::wait_for([&] { return src.viewer_count() == 0 && src.webrtcbins() == 0; }, 30000));
+  std::printf("vanished viewer removed after %" G_GINT64_FORMAT " ms\n",
+              (g_get_monotonic_time() - gone) / 1000);
+}
+
+TEST(WhepServerSink, ThreadsPerViewerAreMeasured) {
+  Source src(30, false, 15);
+  ASSERT_TRUE(src.play_and_wait_caps(false));
+  std::vector<std::unique_ptr<Viewer>> viewers;
+  Viewer::Options o;
+  o.audio = false;
+  for (int i = 0; i < 20; i++) {
+    viewers.push_back(std::make_unique<Viewer>(o));
+    ASSERT_FALSE(viewers.back()->join(src.sink.get()).empty());
+  }
+  ASSERT_TRUE(all_decode(viewers, 10, 0, 30000));
+  const guint with = thread_count();
+  for (auto &v : viewers) request(src.sink.get(), "DELETE", v->session, "");
+  ASSERT_TRUE(test::wait_for([&] { return src.webrtcbins() == 0; }, 20000));
+  guint without = thread_count();
+  // Let joined threads go; pooled task threads may linger (at most a few).
+  test::wait_for([&] {
+    guint now = thread_count();
+    bool stable = now == without;
+    without = now;
+    return stable && false;
+  }, 1000);
+  const double per_viewer = (double(with) - double(without)) / 20.0;
+  std::printf("server threads per viewer: %.2f (%u with 20 viewers, %u after removing them)\n",
+              per_viewer, with, without);
+  RecordProperty("threads_per_viewer_x100", int(per_viewer * 100));
+  EXPECT_LT(per_viewer, 12.0);
 }
