@@ -15,6 +15,44 @@ bool has_property(GstElement *element, const char *name) {
 // sending media.
 constexpr const char *kPublisherProperties[] = {"publishing"};
 
+// The pure relay: a src pad of whipserversrc that the template leaves
+// unlinked goes through a queue into the whepserversink request pad of the
+// same name ("video_0" -> sink.video_0). Done when the pad appears, so a sink
+// pad exists only for streams a publisher actually sends (whepserversink
+// answers viewers only once every sink pad knows its codec).
+//
+// Runs on a streaming thread; touches only the pad's own pipeline.
+void relay_unlinked_pad(GstElement *src, GstPad *pad, gpointer) {
+  if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC || gst_pad_is_linked(pad)) return;
+  gobj::Ref<GstObject> parent = gobj::adopt(gst_object_get_parent(GST_OBJECT(src)));
+  if (!parent || !GST_IS_BIN(parent.get())) return;
+  GstBin *bin = GST_BIN(parent.get());
+  gobj::Ref<GstElement> sink = gobj::adopt(gst_bin_get_by_name(bin, kSinkName));
+  if (!sink) return;
+  const gchar *name = GST_PAD_NAME(pad);
+  gobj::Ref<GstPad> sink_pad = gobj::adopt(gst_element_request_pad_simple(sink.get(), name));
+  if (!sink_pad) {
+    GST_WARNING_OBJECT(src, "whepserversink has no pad %s: stream not relayed", name);
+    return;
+  }
+  GstElement *queue = gst_element_factory_make("queue", nullptr);
+  // Never let a stalled branch hold up the publisher: at most 1 s queued,
+  // oldest dropped (the next keyframe repairs the picture).
+  g_object_set(queue, "max-size-buffers", 0u, "max-size-bytes", 0u, "max-size-time",
+               static_cast<guint64>(GST_SECOND), nullptr);
+  gst_util_set_object_arg(G_OBJECT(queue), "leaky", "downstream");
+  gst_bin_add(bin, queue);
+  gobj::Ref<GstPad> qsink = gobj::adopt(gst_element_get_static_pad(queue, "sink"));
+  gobj::Ref<GstPad> qsrc = gobj::adopt(gst_element_get_static_pad(queue, "src"));
+  if (gst_pad_link(qsrc.get(), sink_pad.get()) != GST_PAD_LINK_OK ||
+      !gst_element_sync_state_with_parent(queue) ||
+      gst_pad_link(pad, qsink.get()) != GST_PAD_LINK_OK) {
+    GST_WARNING_OBJECT(src, "could not relay %s to the sink", name);
+    return;
+  }
+  GST_INFO_OBJECT(src, "relaying %s to %s", name, GST_PAD_NAME(sink_pad.get()));
+}
+
 }  // namespace
 
 InputPipeline::InputPipeline(std::string uid, Callbacks callbacks)
@@ -58,6 +96,10 @@ std::unique_ptr<InputPipeline> InputPipeline::create(const std::string &uid,
   self->configure_element(self->sink_.get(), config);
   if (has_property(self->sink_.get(), "max-viewers"))
     g_object_set(self->sink_.get(), "max-viewers", config.limits.max_viewers_per_input, nullptr);
+
+  // Connected after gst_parse_launch's own delayed-link handlers: a pad the
+  // template links explicitly is already linked when ours runs.
+  g_signal_connect(self->src_.get(), "pad-added", G_CALLBACK(&relay_unlinked_pad), nullptr);
 
   gobj::Ref<GstBus> bus = gobj::adopt(gst_element_get_bus(self->pipeline_.get()));
   // The watch is on the thread-default context: the server's main context.
@@ -111,7 +153,21 @@ InputPipeline::~InputPipeline() {
   if (bus_watch_) g_source_remove(bus_watch_);
   // NULL closes every WebRTC session of the input (publisher and viewers)
   // and finalises whatever the template writes (muxers, files).
-  if (pipeline_) gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
+  //
+  // Producers first, the viewers' sink last: taken down together, the sink
+  // passes PAUSED while its upstream still pushes, a viewer's sink blocks
+  // in preroll inside that push, and whepserversink's PAUSED->READY (which
+  // waits for in-flight pushes before removing viewers) deadlocks. With the
+  // sink held in PLAYING until everything upstream is stopped, nothing is
+  // pushing when it goes down.
+  if (pipeline_) {
+    if (sink_) gst_element_set_locked_state(sink_.get(), TRUE);
+    gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
+    if (sink_) {
+      gst_element_set_locked_state(sink_.get(), FALSE);
+      gst_element_set_state(sink_.get(), GST_STATE_NULL);
+    }
+  }
   GST_INFO("live input %s: pipeline stopped", uid_.c_str());
 }
 
