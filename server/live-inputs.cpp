@@ -154,7 +154,9 @@ LiveInputs::Running *LiveInputs::ensure_running(const std::string &uid, GError *
   return &running;
 }
 
-void LiveInputs::stop(const std::string &uid) {
+void LiveInputs::stop(const std::string &uid_ref) {
+  // Copy: callers may pass a reference to the map key erased below.
+  const std::string uid = uid_ref;
   auto it = running_.find(uid);
   if (it == running_.end()) return;
   // Detach before destroying: responses still in flight find no pipeline.

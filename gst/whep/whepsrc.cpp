@@ -241,6 +241,14 @@ void Impl::on_pad_added(GstPad *pad) {
         return GST_PAD_PROBE_OK;
       },
       this, nullptr);
+  // A pad nobody linked (e.g. gst-launch linking only the video pad) drops
+  // its buffers instead of failing the whole session with not-linked.
+  gst_pad_add_probe(
+      ghost, GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+      +[](GstPad *pad, GstPadProbeInfo *, gpointer) -> GstPadProbeReturn {
+        return gst_pad_is_linked(pad) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
+      },
+      nullptr, nullptr);
   // Expose first: whoever handles pad-added links it now, then we can ask
   // downstream what it accepts.
   gst_element_add_pad(element(), ghost);
