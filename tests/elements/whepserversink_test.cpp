@@ -614,3 +614,56 @@ TEST(WhepServerSink, ThreadsPerViewerAreMeasured) {
   RecordProperty("threads_per_viewer_x100", int(per_viewer * 100));
   EXPECT_LT(per_viewer, 12.0);
 }
+
+// whipsink -> whipserversrc ! whepserversink -> 3 viewers, all in-process
+// over loopback: the relay as the server binary builds it.
+TEST(WhepServerSink, RelaysWhipserversrcToThreeViewers) {
+  if (!test::factory_is_ours("whipserversrc") || !test::factory_is_ours("whipsink"))
+    GTEST_SKIP() << "whipserversrc/whipsink not built";
+  const guint port = test::free_tcp_port();
+  gobj::Ref<GstElement> relay = gobj::sink(gst_pipeline_new("relay"));
+  GstElement *in = gst_element_factory_make("whipserversrc", nullptr);
+  GstElement *out = gst_element_factory_make("whepserversink", nullptr);
+  ASSERT_TRUE(in && out);
+  g_object_set(in, "ice-addresses", "127.0.0.1", "port", port, nullptr);
+  g_object_set(out, "ice-addresses", "127.0.0.1", nullptr);
+  gst_bin_add_many(GST_BIN(relay.get()), in, out, nullptr);
+  g_signal_connect(in, "pad-added", G_CALLBACK(+[](GstElement *, GstPad *pad, gpointer sink) {
+                     gobj::Ref<GstPad> target = gobj::adopt(
+                         gst_element_request_pad_simple(GST_ELEMENT(sink), GST_PAD_NAME(pad)));
+                     if (target) gst_pad_link(pad, target.get());
+                   }), out);
+  test::BusWatcher relay_bus(relay.get());
+  ASSERT_NE(gst_element_set_state(relay.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+
+  const std::string desc =
+      "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 "
+      "! whipsink name=ws ice-addresses=127.0.0.1 timeout=10 video-codec=vp8 "
+      "whip-endpoint=http://127.0.0.1:" + std::to_string(port) +
+      "/whip audiotestsrc is-live=true ! ws.";
+  gobj::Unique<GError> err;
+  gobj::Ref<GstElement> pub = gobj::sink(gst_parse_launch(desc.c_str(), gobj::out(err)));
+  ASSERT_TRUE(pub) << (err ? err->message : "");
+  ASSERT_NE(gst_element_set_state(pub.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  auto has_caps = [&](const char *name) {
+    gobj::Ref<GstPad> p = gobj::adopt(gst_element_get_static_pad(out, name));
+    return p && gst_pad_has_current_caps(p.get());
+  };
+  ASSERT_TRUE(test::wait_for([&] { return has_caps("video_0") && has_caps("audio_0"); }, 15000))
+      << relay_bus.error_text();
+
+  std::vector<std::unique_ptr<Viewer>> viewers;
+  for (int i = 0; i < 3; i++) {
+    viewers.push_back(std::make_unique<Viewer>());
+    ASSERT_FALSE(viewers.back()->join(out).empty());
+  }
+  EXPECT_TRUE(all_decode(viewers, 30, 50, 20000));
+  for (auto &v : viewers) {
+    EXPECT_GE(v->video.n(), 30u);
+    EXPECT_GE(v->audio.n(), 50u);
+  }
+  EXPECT_FALSE(relay_bus.has_error()) << relay_bus.error_text();
+  gst_element_set_state(pub.get(), GST_STATE_NULL);
+  viewers.clear();
+  gst_element_set_state(relay.get(), GST_STATE_NULL);
+}
