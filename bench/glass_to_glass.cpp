@@ -164,6 +164,12 @@ struct Result {
   std::string relay_line, error;
 };
 
+bool have(const char *factory) {
+  GstElementFactory *f = gst_element_factory_find(factory);
+  if (f) gst_object_unref(f);
+  return f != nullptr;
+}
+
 Result run_one(const Options &o, const std::string &mode, const std::string &codec) {
   Result r;
   r.mode = mode, r.codec = codec;
@@ -180,11 +186,15 @@ Result run_one(const Options &o, const std::string &mode, const std::string &cod
                         ? bench::fmt("vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate=%d "
                                      "keyframe-max-dist=60 lag-in-frames=0 threads=2 error-resilient=1",
                                      o.bitrate_kbps * 1000)
-                        : bench::fmt("x264enc tune=zerolatency speed-preset=ultrafast bitrate=%d key-int-max=60 "
-                                     "! video/x-h264,profile=constrained-baseline ! h264parse",
-                                     o.bitrate_kbps);
+                        : have("x264enc")
+                              ? bench::fmt("x264enc tune=zerolatency speed-preset=ultrafast bitrate=%d "
+                                           "key-int-max=60 ! video/x-h264,profile=constrained-baseline ! h264parse",
+                                           o.bitrate_kbps)
+                              : bench::fmt("openh264enc bitrate=%d complexity=low rate-control=bitrate gop-size=60 "
+                                           "usage-type=camera ! h264parse",
+                                           o.bitrate_kbps * 1000);
   std::string pub_desc = bench::fmt(
-      "videotestsrc is-live=true pattern=black name=cam ! video/x-raw,format=I420,width=%d,height=%d,framerate=30/1 "
+      "videotestsrc is-live=true pattern=smpte horizontal-speed=4 name=cam ! video/x-raw,format=I420,width=%d,height=%d,framerate=30/1 "
       "! %s ! whipsink name=whip whip-endpoint=http://127.0.0.1:%u/whip ice-addresses=127.0.0.1",
       kW, kH, enc.c_str(), whip);
   std::string play_desc = bench::fmt(
