@@ -81,8 +81,8 @@ void print_ready(const server::Config &config, const std::string &api_base,
           "    gst-launch-1.0 videotestsrc is-live=true ! whipsink name=whip "
           "whip-endpoint=WEBRTC_URL audiotestsrc is-live=true ! whip.\n");
   g_print("  play from its result.webRTCPlayback.url (WHEP):\n"
-          "    gst-launch-1.0 whepsrc whep-endpoint=WEBRTC_PLAYBACK_URL ! rtpvp8depay ! "
-          "vp8dec ! videoconvert ! autovideosink\n");
+          "    gst-launch-1.0 whepsrc name=whep whep-endpoint=WEBRTC_PLAYBACK_URL whep.video_0 ! "
+          "videoconvert ! autovideosink whep.audio_0 ! audioconvert ! autoaudiosink\n");
   // Last, so that whoever waits for it has everything above too.
   g_print("whipwhep-server ready: API %s (WHIP/WHEP on %s, account %s)\n", api_base.c_str(),
           config.public_url.c_str(), account_id.c_str());
