@@ -226,16 +226,20 @@ void ClientSession::fail(GQuark domain, gint code, const std::string &message,
   end_async();
 }
 
-void ClientSession::end_async() {
+void ClientSession::end_async(std::function<void()> done) {
   std::string url;
   {
     std::lock_guard<std::mutex> l(lock_);
     url = std::exchange(resource_url_, std::string());
   }
-  if (url.empty()) return;
+  if (url.empty()) {
+    if (done) done();
+    return;
+  }
   GST_DEBUG("DELETE %s", url.c_str());
-  http_->delete_resource(url, [url](HttpResult r) {
+  http_->delete_resource(url, [url, done](HttpResult r) {
     if (!r.ok()) GST_WARNING("%s", r.describe("DELETE").c_str());
+    if (done) done();
   });
 }
 

@@ -45,7 +45,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Runs once; later calls do nothing.
   void negotiate();
   // DELETE the session resource, if any, without waiting (EOS, error).
-  void end_async();
+  // `done` (optional) runs on the signalling thread once the DELETE was
+  // answered or failed, or at once when there is nothing to delete.
+  void end_async(std::function<void()> done = nullptr);
   // DELETE and wait for the answer, at most the timeout; then stop reacting
   // to webrtcbin (change_state PAUSED->READY).
   void end_sync();

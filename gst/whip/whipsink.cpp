@@ -288,8 +288,22 @@ void Impl::on_eos(Input *in) {
       if (!i->eos) return;
     s = session;
   }
-  // The stream is over: end the WHIP session now, not at NULL.
-  if (s) s->end_async();
+  // The stream is over: end the WHIP session now, not at NULL, and post EOS
+  // once the DELETE went out. webrtcbin's network sinks never see the EOS
+  // (its internal funnel stops at the session's end), so without our own
+  // EOS message `gst-launch-1.0 -e` would wait forever.
+  GWeakRef *weak = g_new0(GWeakRef, 1);
+  g_weak_ref_init(weak, self_);
+  auto post_eos = [weak]() {
+    gobj::Ref<GstElement> self = gobj::adopt(static_cast<GstElement *>(g_weak_ref_get(weak)));
+    g_weak_ref_clear(weak);
+    g_free(weak);
+    if (self) gst_element_post_message(self.get(), gst_message_new_eos(GST_OBJECT(self.get())));
+  };
+  if (s)
+    s->end_async(post_eos);
+  else
+    post_eos();
 }
 
 GstPad *Impl::request_pad(GstPadTemplate *templ, const gchar *req_name) {
