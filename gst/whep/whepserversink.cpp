@@ -825,21 +825,23 @@ GstStructure *Impl::viewer_stats(const std::string &id) {
   if (session) {
     gobj::Unique<GstStructure> st;
     g_object_get(session.get(), "stats", static_cast<GstStructure **>(gobj::out(st)), nullptr);
+    GST_LOG_OBJECT(element(), "viewer %s session stats %" GST_PTR_FORMAT, id.c_str(), st.get());
     const GValue *arr = st ? gst_structure_get_value(st.get(), "source-stats") : nullptr;
     G_GNUC_BEGIN_IGNORE_DEPRECATIONS
     GValueArray *sources = arr ? static_cast<GValueArray *>(g_value_get_boxed(arr)) : nullptr;
     for (guint i = 0; sources && i < sources->n_values; i++) {
       const GstStructure *src = gst_value_get_structure(g_value_array_get_nth(sources, i));
-      gboolean internal = FALSE, have_rb = FALSE;
+      gboolean internal = FALSE;
       gst_structure_get_boolean(src, "internal", &internal);
-      if (!internal) continue;
-      guint n = 0, rb_rtt = 0;
-      if (gst_structure_get_uint(src, "recv-nack-count", &n)) nacks += n;
-      if (gst_structure_get_uint(src, "recv-pli-count", &n)) plis += n;
-      if (gst_structure_get_uint(src, "recv-fir-count", &n)) plis += n;
-      if (gst_structure_get_boolean(src, "have-rb", &have_rb) && have_rb &&
-          gst_structure_get_uint(src, "rb-round-trip", &rb_rtt))
-        rtt = std::max(rtt, rb_rtt / 65536.0);
+      guint n = 0;
+      // Our senders count the NACK/PLI/FIR they received.
+      if (internal && gst_structure_get_uint(src, "recv-nack-count", &n)) nacks += n;
+      if (internal && gst_structure_get_uint(src, "recv-pli-count", &n)) plis += n;
+      if (internal && gst_structure_get_uint(src, "recv-fir-count", &n)) plis += n;
+      // The viewer's source carries its receiver report about our stream;
+      // rb-round-trip is in 1/65536 s and 0 until an RR echoes our SR.
+      if (!internal && gst_structure_get_uint(src, "rb-round-trip", &n) && n > 0)
+        rtt = std::max(rtt, n / 65536.0);
     }
     G_GNUC_END_IGNORE_DEPRECATIONS
   }
