@@ -182,7 +182,7 @@ std::vector<StepResult> run_mode(const Options &o, const std::string &mode, std:
 
   std::vector<std::unique_ptr<bench::Child>> gens;
   std::string endpoint = fmt("http://127.0.0.1:%u/whep", whep);
-  int have = 0;
+  int have = 0, have_connected = 0;
   for (int n : o.steps) {
     // Enough generator processes for this N.
     size_t want_gens = std::max<size_t>(o.min_gens, (n + o.viewers_per_gen - 1) / o.viewers_per_gen);
@@ -219,6 +219,7 @@ std::vector<StepResult> run_mode(const Options &o, const std::string &mode, std:
           if (first_error.empty() && strcmp(e, "-") != 0) first_error = e;
         }
       }
+      int added = n - have;
       have = n;
       StepResult r;
       r.n = n;
@@ -248,7 +249,8 @@ std::vector<StepResult> run_mode(const Options &o, const std::string &mode, std:
         lo += s1.lost[i] - s0.lost[i];
       }
       // Viewers that never connected count as delivering 0.
-      r.connected = connected;
+      r.connected = connected + have_connected;
+      have_connected = r.connected;
       r.kbps_min = bench::percentile(kbps, 0);
       r.kbps_med = bench::median(kbps);
       r.loss_pct = pk + lo ? 100.0 * lo / double(pk + lo) : NAN;
@@ -257,9 +259,9 @@ std::vector<StepResult> run_mode(const Options &o, const std::string &mode, std:
       printf("%-6s %6d %6d %8.1f %8.3f %8.1f %8d %9.0f %9.0f %7.3f %7" G_GUINT64_FORMAT "\n", mode.c_str(), n,
              connected, r.setup_s, r.cpu, r.rss, r.threads, r.kbps_min, r.kbps_med, r.loss_pct, r.frames);
       fflush(stdout);
-      if (failed > 0 || connected < n) {
-        *stopped = fmt("N=%d: %d of %d viewers connected, %d failed (first error: %s); stopped here", n, connected,
-                       n, failed, first_error.empty() ? "timeout" : first_error.c_str());
+      if (failed > 0 || connected < added) {
+        *stopped = fmt("N=%d: %d of %d new viewers connected, %d failed (first error: %s); stopped here", n,
+                       connected, added, failed, first_error.empty() ? "timeout" : first_error.c_str());
         goto done;
       }
     }

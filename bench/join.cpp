@@ -1,0 +1,188 @@
+// join: how fast a WHEP viewer gets going.
+//   1. sequential joins (one at a time): WHEP POST -> 201 answer, and answer ->
+//      first decoded frame, with the publisher's keyframe interval at 10 s
+//      (so the first frame depends on the relay asking the publisher for a
+//      keyframe on join, not on waiting for the next periodic one);
+//   2. sustained set-up rate: --burst sessions started with 16 in flight,
+//      sessions/s until all receive RTP, and POST -> answer p50/p99 under it.
+#include <gst/gst.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench-util.h"
+#include "viewer-client.h"
+
+namespace {
+
+using bench::fmt;
+
+struct Options {
+  std::vector<std::string> modes{"ours", "naive"};
+  int sequential = 20, burst = 200;
+  double timeout = 10;
+  std::string csv = "join.csv";
+};
+
+struct Result {
+  std::vector<double> answer_ms, first_frame_ms, burst_answer_ms, burst_setup_ms;
+  int seq_failed = 0, burst_connected = 0, burst_failed = 0;
+  double rate = NAN;
+  std::string error;
+};
+
+Result run_mode(const Options &o, const std::string &mode) {
+  Result r;
+  guint whip = bench::free_port(), whep = bench::free_port();
+  bench::Child relay({bench::self_dir() + "/whipwhep-bench-relay", "--mode=" + mode,
+                      "--whip-port=" + std::to_string(whip), "--whep-port=" + std::to_string(whep),
+                      "--max-seconds=900"});
+  if (relay.wait_line("ready", 10).empty()) {
+    r.error = "relay did not start";
+    return r;
+  }
+  std::string desc = fmt(
+      "videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! "
+      "video/x-raw,format=I420,width=640,height=360,framerate=30/1 ! "
+      "vp8enc deadline=1 cpu-used=8 end-usage=cbr target-bitrate=1000000 keyframe-max-dist=300 lag-in-frames=0 "
+      "threads=1 ! whipsink whip-endpoint=http://127.0.0.1:%u/whip ice-addresses=127.0.0.1",
+      whip);
+  GError *err = nullptr;
+  GstElement *pub = gst_parse_launch(desc.c_str(), &err);
+  if (!pub) {
+    r.error = err ? err->message : "publisher";
+    return r;
+  }
+  gst_element_set_state(pub, GST_STATE_PLAYING);
+  GstElement *viewers_pipe = gst_pipeline_new("viewers");
+  gst_element_set_state(viewers_pipe, GST_STATE_PLAYING);
+  g_usleep(2 * G_USEC_PER_SEC);
+  std::string endpoint = fmt("http://127.0.0.1:%u/whep", whep);
+  std::vector<std::unique_ptr<bench::Viewer>> all;
+
+  for (int i = 0; i < o.sequential; i++) {
+    all.push_back(std::make_unique<bench::Viewer>(viewers_pipe, endpoint, true));
+    auto &v = *all.back();
+    v.start();
+    double deadline = bench::now_ms() + o.timeout * 1000;
+    while (bench::now_ms() < deadline && v.frames() == 0 && !v.failed()) g_usleep(2000);
+    auto t = v.times();
+    if (v.frames() == 0) {
+      r.seq_failed++;
+      if (r.error.empty()) r.error = v.failed() ? v.error() : "no decoded frame within timeout";
+      continue;  // kept (not stopped) so no late callback touches a dead viewer
+    }
+    r.answer_ms.push_back(t.answer - t.post);
+    r.first_frame_ms.push_back(t.first_frame - t.answer);
+    v.stop();
+    g_usleep(200000);
+  }
+
+  double t0 = bench::now_ms();
+  size_t first = all.size();
+  const int kInFlight = 16;
+  int started = 0;
+  double deadline = t0 + o.timeout * 1000 + o.burst * 100.0;
+  while (bench::now_ms() < deadline) {
+    int pending = 0, done = 0;
+    for (size_t i = first; i < all.size(); i++) {
+      if (all[i]->connected() || all[i]->failed()) done++;
+      else pending++;
+    }
+    if (done == o.burst) break;
+    while (pending < kInFlight && started < o.burst) {
+      all.push_back(std::make_unique<bench::Viewer>(viewers_pipe, endpoint, false));
+      all.back()->start();
+      started++, pending++;
+    }
+    g_usleep(1000);
+  }
+  double last = t0;
+  for (size_t i = first; i < all.size(); i++) {
+    auto t = all[i]->times();
+    if (all[i]->connected()) {
+      r.burst_connected++;
+      last = std::max(last, t.first_rtp);
+      r.burst_setup_ms.push_back(t.first_rtp - t.post);
+    } else {
+      r.burst_failed++;
+      if (r.error.empty() && all[i]->failed()) r.error = all[i]->error();
+    }
+    if (t.answer > 0) r.burst_answer_ms.push_back(t.answer - t.post);
+  }
+  if (r.burst_connected > 0) r.rate = r.burst_connected / ((last - t0) / 1000);
+
+  bench::shutdown_http_workers();
+  gst_element_set_state(viewers_pipe, GST_STATE_NULL);
+  all.clear();
+  gst_object_unref(viewers_pipe);
+  gst_element_set_state(pub, GST_STATE_NULL);
+  gst_object_unref(pub);
+  relay.stop(10);
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  gst_init(&argc, &argv);
+  Options o;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--smoke") o.sequential = 3, o.burst = 10, o.modes = {"ours"};
+    else if (a.rfind("--sequential=", 0) == 0) o.sequential = std::stoi(a.substr(13));
+    else if (a.rfind("--burst=", 0) == 0) o.burst = std::stoi(a.substr(8));
+    else if (a.rfind("--modes=", 0) == 0) {
+      o.modes.clear();
+      std::stringstream ss(a.substr(8));
+      std::string m;
+      while (std::getline(ss, m, ',')) o.modes.push_back(m);
+    } else if (a.rfind("--csv=", 0) == 0) o.csv = a.substr(6);
+    else {
+      fprintf(stderr, "usage: %s [--smoke] [--sequential=20] [--burst=200] [--modes=ours,naive] [--csv=FILE]\n",
+              argv[0]);
+      return 2;
+    }
+  }
+  // The HTTP worker pool is process-wide and shut down per mode: one mode per
+  // process keeps that simple.
+  if (o.modes.size() > 1) {
+    int rc = 0;
+    for (auto &m : o.modes) {
+      std::string cmd = fmt("'%s' --modes=%s --sequential=%d --burst=%d --csv='%s'", argv[0], m.c_str(),
+                            o.sequential, o.burst, o.csv.empty() ? "" : (o.csv + "." + m).c_str());
+      rc |= system(cmd.c_str());
+    }
+    return rc ? 1 : 0;
+  }
+  const std::string &mode = o.modes.at(0);
+  printf("# join (%s): 640x360 30 fps VP8 1 Mbit/s, keyframe every 10 s; %s\n", mode.c_str(),
+         bench::machine_description().c_str());
+  Result r = run_mode(o, mode);
+  printf("%-6s %-28s %6s %9s %9s\n", "mode", "figure", "n", "p50", "p99");
+  auto row = [&](const char *name, const std::vector<double> &v) {
+    printf("%-6s %-28s %6zu %9.1f %9.1f\n", mode.c_str(), name, v.size(), bench::percentile(v, 50),
+           bench::percentile(v, 99));
+  };
+  row("answer ms (sequential)", r.answer_ms);
+  row("first frame ms after answer", r.first_frame_ms);
+  row("answer ms (burst)", r.burst_answer_ms);
+  row("POST->first RTP ms (burst)", r.burst_setup_ms);
+  printf("%-6s set-up rate %.1f sessions/s (%d connected, %d failed of %d); sequential failures %d; %s\n",
+         mode.c_str(), r.rate, r.burst_connected, r.burst_failed, o.burst, r.seq_failed,
+         r.error.empty() ? "no errors" : r.error.c_str());
+  bench::Csv csv(o.csv, "mode,answer_p50_ms,answer_p99_ms,first_frame_p50_ms,first_frame_p99_ms,burst_answer_p50_ms,"
+                        "burst_answer_p99_ms,burst_setup_p50_ms,burst_setup_p99_ms,sessions_per_s,burst_connected,"
+                        "burst_failed,sequential_ok,sequential_failed");
+  csv.row(fmt("%s,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%d,%d,%zu,%d", mode.c_str(),
+              bench::percentile(r.answer_ms, 50), bench::percentile(r.answer_ms, 99),
+              bench::percentile(r.first_frame_ms, 50), bench::percentile(r.first_frame_ms, 99),
+              bench::percentile(r.burst_answer_ms, 50), bench::percentile(r.burst_answer_ms, 99),
+              bench::percentile(r.burst_setup_ms, 50), bench::percentile(r.burst_setup_ms, 99), r.rate,
+              r.burst_connected, r.burst_failed, r.answer_ms.size(), r.seq_failed));
+  return (r.answer_ms.empty() || r.burst_connected == 0) ? 1 : 0;
+}
