@@ -171,11 +171,27 @@ bool load_config_file(const std::string &path, Config *config, GError **error) {
   return load_config_data(std::string(owned.get(), length), path, config, error);
 }
 
-bool validate_pipeline_template(const std::string &description, GError **error) {
+std::string expand_pipeline_template(const std::string &description, const std::string &uid,
+                                     const std::string &data_dir) {
+  g_autofree gchar *abs = g_canonicalize_filename(data_dir.c_str(), nullptr);
+  std::string out = description;
+  for (const auto &[key, value] :
+       {std::pair<std::string, std::string>{"@UID@", uid}, {"@DATA_DIR@", abs}}) {
+    for (size_t at = out.find(key); at != std::string::npos; at = out.find(key, at + value.size()))
+      out.replace(at, key.size(), value);
+  }
+  return out;
+}
+
+bool validate_pipeline_template(const std::string &description, const std::string &data_dir,
+                                GError **error) {
   GError *parse_error = nullptr;
   // FATAL_ERRORS: a template naming an element that does not exist is an
-  // error, not a pipeline with a hole in it.
-  auto pipeline = gobj::sink(gst_parse_launch_full(description.c_str(), nullptr,
+  // error, not a pipeline with a hole in it. Parsed with a uid that cannot
+  // exist; nothing is started, so no file is opened.
+  const std::string expanded =
+      expand_pipeline_template(description, std::string(32, '0'), data_dir);
+  auto pipeline = gobj::sink(gst_parse_launch_full(expanded.c_str(), nullptr,
                                                    GST_PARSE_FLAG_FATAL_ERRORS, &parse_error));
   if (!pipeline) {
     g_set_error(error, GST_PARSE_ERROR, parse_error ? parse_error->code : 0,

@@ -55,8 +55,15 @@ bool parse_listen(const std::string &text, std::string *host, guint *port, GErro
 inline constexpr const char *kSourceName = "src";  // a whipserversrc
 inline constexpr const char *kSinkName = "sink";   // a whepserversink
 
+// The template with its placeholders filled in: @UID@ -> the live input's
+// uid (32 hex characters), @DATA_DIR@ -> the absolute data dir. Both are
+// ours (never request text), so the result is still operator text.
+std::string expand_pipeline_template(const std::string &description, const std::string &uid,
+                                     const std::string &data_dir);
+
 // Parses the template once, checks it holds a whipserversrc named "src" and a
 // whepserversink named "sink", then drops it. Error message names the problem.
-bool validate_pipeline_template(const std::string &description, GError **error);
+bool validate_pipeline_template(const std::string &description, const std::string &data_dir,
+                                GError **error);
 
 }  // namespace server

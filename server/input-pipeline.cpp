@@ -1,5 +1,9 @@
 #include "input-pipeline.h"
 
+#include <gst/base/gstbasesink.h>
+
+#include <vector>
+
 GST_DEBUG_CATEGORY_STATIC(input_pipeline_debug);
 #define GST_CAT_DEFAULT input_pipeline_debug
 
@@ -14,6 +18,9 @@ bool has_property(GstElement *element, const char *name) {
 // whipserversrc's read-only "publishing": a publisher is connected and
 // sending media.
 constexpr const char *kPublisherProperties[] = {"publishing"};
+
+// How long stopping an input waits for its recordings to be written out.
+constexpr gint64 kFinaliseTimeoutUs = 3 * G_USEC_PER_SEC;
 
 // The pure relay: a src pad of whipserversrc that the template leaves
 // unlinked goes through a queue into the whepserversink request pad of the
@@ -70,8 +77,10 @@ std::unique_ptr<InputPipeline> InputPipeline::create(const std::string &uid,
   std::unique_ptr<InputPipeline> self(new InputPipeline(uid, std::move(callbacks)));
   // The template was validated at start-up; it is operator text, never
   // anything from a request.
-  self->pipeline_ = gobj::sink(gst_parse_launch_full(config.pipeline_template.c_str(), nullptr,
-                                                     GST_PARSE_FLAG_FATAL_ERRORS, error));
+  const std::string description =
+      expand_pipeline_template(config.pipeline_template, uid, config.data_dir);
+  self->pipeline_ = gobj::sink(
+      gst_parse_launch_full(description.c_str(), nullptr, GST_PARSE_FLAG_FATAL_ERRORS, error));
   if (!self->pipeline_ || !GST_IS_PIPELINE(self->pipeline_.get())) {
     if (self->pipeline_) {
       g_set_error(error, GST_CORE_ERROR, GST_CORE_ERROR_FAILED,
@@ -149,8 +158,79 @@ void InputPipeline::configure_element(GstElement *element, const Config &config)
   }
 }
 
+namespace {
+
+// Counts EOS events reaching the sinks a template added (recordings).
+struct EosWait {
+  GMutex lock;
+  GCond cond;
+  int pending = 0;
+  EosWait() {
+    g_mutex_init(&lock);
+    g_cond_init(&cond);
+  }
+  ~EosWait() {
+    g_mutex_clear(&lock);
+    g_cond_clear(&cond);
+  }
+};
+
+}  // namespace
+
+void InputPipeline::finalise_files() {
+  // The sinks of the template's own branches: every GstBaseSink not inside
+  // the whepserversink (its viewers' sinks).
+  std::vector<gobj::Ref<GstPad>> sink_pads;
+  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(pipeline_.get()));
+  GValue item = G_VALUE_INIT;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto *el = GST_ELEMENT(g_value_get_object(&item));
+    if (GST_IS_BASE_SINK(el) && !gst_object_has_as_ancestor(GST_OBJECT(el), GST_OBJECT(sink_.get())))
+      if (GstPad *pad = gst_element_get_static_pad(el, "sink")) sink_pads.push_back(gobj::adopt(pad));
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  std::vector<gobj::Ref<GstPad>> outputs;
+  for (GList *l = GST_ELEMENT(src_.get())->srcpads; l; l = l->next)
+    outputs.push_back(gobj::ref(GST_PAD(l->data)));
+  if (sink_pads.empty() || outputs.empty()) return;
+
+  EosWait wait;
+  wait.pending = static_cast<int>(sink_pads.size());
+  std::vector<gulong> probes;
+  for (auto &pad : sink_pads)
+    probes.push_back(gst_pad_add_probe(
+        pad.get(), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+        +[](GstPad *, GstPadProbeInfo *info, gpointer data) {
+          if (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info)) == GST_EVENT_EOS) {
+            auto *w = static_cast<EosWait *>(data);
+            g_mutex_lock(&w->lock);
+            w->pending--;
+            g_cond_signal(&w->cond);
+            g_mutex_unlock(&w->lock);
+          }
+          return GST_PAD_PROBE_OK;
+        },
+        &wait, nullptr));
+  // EOS from the publisher's side: muxers write their headers/index and
+  // pass it on; when it reaches a file sink, the file is complete.
+  for (auto &pad : outputs) gst_pad_push_event(pad.get(), gst_event_new_eos());
+  const gint64 deadline = g_get_monotonic_time() + kFinaliseTimeoutUs;
+  g_mutex_lock(&wait.lock);
+  while (wait.pending > 0 && g_cond_wait_until(&wait.cond, &wait.lock, deadline)) {
+  }
+  const int left = wait.pending;
+  g_mutex_unlock(&wait.lock);
+  for (size_t i = 0; i < sink_pads.size(); i++) gst_pad_remove_probe(sink_pads[i].get(), probes[i]);
+  if (left > 0)
+    GST_WARNING("live input %s: %d file sink(s) did not finish within %d s", uid_.c_str(), left,
+                static_cast<int>(kFinaliseTimeoutUs / G_USEC_PER_SEC));
+}
+
 InputPipeline::~InputPipeline() {
   if (bus_watch_) g_source_remove(bus_watch_);
+  if (pipeline_ && src_ && sink_) finalise_files();
   // NULL closes every WebRTC session of the input (publisher and viewers)
   // and finalises whatever the template writes (muxers, files).
   //

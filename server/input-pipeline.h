@@ -50,6 +50,9 @@ class InputPipeline {
   InputPipeline(std::string uid, Callbacks callbacks);
   static gboolean on_bus_message(GstBus *bus, GstMessage *msg, gpointer self);
   void configure_element(GstElement *element, const Config &config);
+  // EOS through the template's own branches, waiting (bounded) until their
+  // sinks have it: muxers finish the files they write.
+  void finalise_files();
 
   std::string uid_;
   Callbacks callbacks_;

@@ -147,11 +147,14 @@ int main(int argc, char **argv) {
   else if (env_ice)
     config.ice_addresses = env_ice;
 
-  if (!server::validate_pipeline_template(config.pipeline_template, &err))
+  if (!server::validate_pipeline_template(config.pipeline_template, config.data_dir, &err))
     return fail(err->message);
 
   server::Store store;
   if (!store.open(config.data_dir, &err)) return fail(err->message);
+  // Where templates are told to record (@DATA_DIR@/recordings/@UID@.mkv).
+  g_autofree gchar *recordings = g_build_filename(config.data_dir.c_str(), "recordings", nullptr);
+  g_mkdir_with_parents(recordings, 0700);
 
   bool created = false;
   if (config.account_id.empty() &&

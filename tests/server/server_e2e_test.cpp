@@ -4,6 +4,7 @@
 // both sessions; inputs survive SIGKILL and take a publisher again.
 // Loopback only: the server and both clients gather ICE on 127.0.0.1.
 #include <gtest/gtest.h>
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
 #include "harness.h"
@@ -191,6 +192,87 @@ TEST_F(ServerE2E, PublishingWorksAgainAfterSigkillAndRestart) {
   publisher.play();
   EXPECT_TRUE(test::wait_for([&] { return status(uid) == "connected"; }, 20000))
       << "status " << status(uid) << "; publisher: " << publisher.bus->error_text();
+}
+
+// Decodes a recorded file to the end; returns the number of decoded video
+// frames (0 if it cannot be played), whether it reached EOS cleanly and the
+// duration its container declares (-1: none, i.e. not finished).
+guint64 decode_file(const std::string &path, bool *clean_eos, gint64 *duration) {
+  g_autofree gchar *quoted = g_strescape(path.c_str(), nullptr);
+  Client player(std::string("filesrc location=\"") + quoted +
+                "\" ! decodebin ! videoconvert ! video/x-raw ! fakesink name=out sync=false");
+  if (!player.pipeline) return 0;
+  test::BufferCounter frames;
+  gobj::Ref<GstElement> out = player.by_name("out");
+  gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(out.get(), "sink"));
+  frames.attach(pad.get());
+  player.play();
+  test::wait_for([&] { return player.bus->has_eos() || player.bus->has_error(); }, 20000);
+  *clean_eos = player.bus->has_eos() && !player.bus->has_error();
+  *duration = -1;
+  gst_element_query_duration(player.pipeline.get(), GST_FORMAT_TIME, duration);
+  return frames.count();
+}
+
+TEST(ServerRecording, TemplateWithARecordingBranchWritesAPlayableFile) {
+  if (!have_elements()) GTEST_SKIP() << "the four whipwhep elements are not all built yet";
+  test::TempDir dir;
+  const std::string conf = dir.file("recording.conf");
+  const std::string conf_text =
+      "[pipeline]\n"
+      "template=whipserversrc name=src whepserversink name=sink src.video_0 ! tee name=t ! "
+      "queue ! sink.video_0 t. ! queue ! matroskamux ! filesink "
+      "location=\"@DATA_DIR@/recordings/@UID@.mkv\"\n";
+  ASSERT_TRUE(g_file_set_contents(conf.c_str(), conf_text.c_str(), -1, nullptr));
+  const std::string data = dir.path() + "/data";
+  test::ServerProcess server(data);
+  ASSERT_TRUE(server.start({"--config", conf, "--api-token", kToken})) << server.output();
+
+  HttpReply created = http("POST", server.live_inputs_url(), kToken, "application/json", "{}");
+  ASSERT_EQ(created.status, 200u);
+  const std::string uid = member(created.result(), nullptr, "uid");
+  const std::string item = server.live_inputs_url() + "/" + uid;
+  auto status = [&] { return member(http("GET", item, kToken).result(), nullptr, "status"); };
+  const std::string file = data + "/recordings/" + uid + ".mkv";
+  auto file_size = [&] {
+    GStatBuf st;
+    return g_stat(file.c_str(), &st) == 0 ? static_cast<gint64>(st.st_size) : 0;
+  };
+
+  {
+    Client publisher(publisher_launch(member(created.result(), "webRTC", "url")));
+    publisher.play();
+    ASSERT_TRUE(test::wait_for([&] { return status() == "connected"; }, 20000))
+        << publisher.bus->error_text() << "\n" << server.output();
+    // A few seconds of video on disk.
+    ASSERT_TRUE(test::wait_for([&] { return file_size() > 50 * 1024; }, 20000))
+        << "recording size " << file_size();
+  }  // the publisher leaves (whipsink DELETEs its session)
+  EXPECT_TRUE(test::wait_for([&] { return status() == "client_disconnect"; }, 20000))
+      << status();
+
+  // Playable already, while the input lives on waiting for the next publisher.
+  bool eos = false;
+  gint64 duration = -1;
+  const guint64 while_live = decode_file(file, &eos, &duration);
+  EXPECT_GE(while_live, 30u) << "frames decoded from " << file;
+
+
+  // Deleting the input finishes the file (EOS through the muxer).
+  ASSERT_EQ(http("DELETE", item, kToken).status, 200u);
+  const guint64 finished = decode_file(file, &eos, &duration);
+  EXPECT_TRUE(eos) << "the finished recording does not play to its end";
+  EXPECT_GE(finished, while_live);
+  EXPECT_GT(duration, 0) << "no duration in the finished file";
+  // matroskamux writes its index (Cues) only when it gets EOS: proof that
+  // stopping the input finished the file rather than cutting it off.
+  gchar *bytes = nullptr;
+  gsize length = 0;
+  ASSERT_TRUE(g_file_get_contents(file.c_str(), &bytes, &length, nullptr));
+  const std::string content(bytes, length);
+  g_free(bytes);
+  EXPECT_NE(content.find("\x1C\x53\xBB\x6B"), std::string::npos) << "no Cues: not finalised";
+  EXPECT_EQ(server.terminate(), 0) << server.output();
 }
 
 }  // namespace
