@@ -1,0 +1,61 @@
+#!/bin/sh
+# Builds the libFuzzer targets (clang, -Dfuzzing=true, ASan+UBSan) into
+# ./build-fuzz and runs each for a bounded time.
+#
+#   scripts/fuzz.sh            # 60 s per target
+#   scripts/fuzz.sh 30         # 30 s per target
+#   scripts/fuzz.sh 600 config # one target, 10 minutes
+#
+# Seeds come from tests/fuzz/corpus/<target>/ (committed, small); inputs the
+# fuzzer finds go to build-fuzz/fuzz-corpus/<target>/ (not committed), crash
+# reproducers to build-fuzz/fuzz-artifacts/. A crash fails the script: copy
+# the reproducer into tests/fuzz/corpus/<target>/ (every `meson test` then
+# replays it through test-fuzz-replay-<target>) and fix the bug.
+set -eu
+cd "$(dirname "$0")/.."
+root=$(pwd)
+secs=${1:-60}
+[ $# -gt 0 ] && shift
+targets=${*:-"whip-offer whep-offer live-input-json config"}
+build=${WHIPWHEP_FUZZ_BUILD:-build-fuzz}
+
+if [ ! -f "$build/build.ninja" ]; then
+  CC=clang CXX=clang++ meson setup "$build" --werror -Dfuzzing=true \
+    -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dcpp_args=-fsanitize=fuzzer-no-link
+fi
+bins=""
+for t in $targets; do bins="$bins tests/fuzz/fuzz-$t"; done
+# shellcheck disable=SC2086
+ninja -C "$build" $bins gst/libgstwhipwhep.so
+
+export GST_PLUGIN_PATH_1_0="$root/$build/gst"
+export GST_REGISTRY_1_0="$root/$build/registry-fuzz.bin"
+export GST_REGISTRY_FORK=no  # the scanner helper cannot load an ASan plugin
+export GST_DEBUG='*:0'
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export LSAN_OPTIONS="suppressions=$root/tests/sanitizers/lsan.supp:print_suppressions=0"
+mkdir -p "$build/fuzz-artifacts"
+
+# Scan the registry once with leak detection off (system plugins leak on
+# load; see tests/sanitizers/registry-warmup.cpp).
+ASAN_OPTIONS=detect_leaks=0 "$build/tests/fuzz/fuzz-config" -runs=0 \
+  tests/fuzz/corpus/config >/dev/null 2>&1 || true
+
+export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1"
+status=0
+for t in $targets; do
+  mkdir -p "$build/fuzz-corpus/$t"
+  echo "== fuzz-$t for ${secs}s"
+  if ! "$build/tests/fuzz/fuzz-$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+      -max_len=16384 -print_final_stats=1 \
+      -artifact_prefix="$build/fuzz-artifacts/$t-" \
+      "$build/fuzz-corpus/$t" "tests/fuzz/corpus/$t" > "$build/fuzz-$t.log" 2>&1; then
+    echo "fuzz-$t FAILED (log: $build/fuzz-$t.log):"
+    tail -40 "$build/fuzz-$t.log"
+    status=1
+  else
+    grep -E "stat::number_of_executed_units|stat::peak_rss_mb|cov:" "$build/fuzz-$t.log" | tail -3
+  fi
+done
+exit $status
