@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <json-glib/json-glib.h>
 
+#include <algorithm>
 #include <regex>
 
 #include "harness.h"
@@ -340,6 +341,53 @@ TEST_F(ServerApi, MediaRoutesRejectUnknownKeysAndBadRequests) {
 }
 
 // --- process-level behaviour ------------------------------------------------
+
+TEST(ServerProcess, ConfiguredLimitsOriginsAndIceServers) {
+  SKIP_WITHOUT_ELEMENTS();
+  test::TempDir dir;
+  const std::string conf = dir.file("limits.conf");
+  ASSERT_TRUE(g_file_set_contents(
+      conf.c_str(),
+      "[limits]\nmax-live-inputs=2\n"
+      "[cors]\nallowed-origins=https://app.example;https://other.example\n"
+      "[ice]\nice-servers=stun:stun.example.invalid:3478;"
+      "turn:alice:s3cret@turn.example.invalid:3478?transport=udp\n",
+      -1, nullptr));
+  test::ServerProcess server(dir.path() + "/data");
+  ASSERT_TRUE(server.start({"--config", conf, "--api-token", kToken})) << server.output();
+
+  // Inputs: the third is refused with 429 + Retry-After, nothing stored.
+  HttpReply first = http("POST", server.live_inputs_url(), kToken, "application/json", "{}");
+  ASSERT_EQ(first.status, 200u);
+  ASSERT_EQ(http("POST", server.live_inputs_url(), kToken, "application/json", "{}").status, 200u);
+  HttpReply third = http("POST", server.live_inputs_url(), kToken, "application/json", "{}");
+  EXPECT_EQ(third.status, 429u);
+  EXPECT_FALSE(third.header("retry-after").empty());
+  expect_envelope(third, false);
+  EXPECT_EQ(json_object_get_int_member(http("GET", server.live_inputs_url(), kToken).result(), "total"), 2);
+
+  // CORS: a listed origin is echoed, another gets no Allow-Origin.
+  HttpReply listed = http("GET", server.live_inputs_url(), kToken, "", "",
+                          {{"Origin", "https://other.example"}});
+  EXPECT_EQ(listed.header("access-control-allow-origin"), "https://other.example");
+  HttpReply unlisted = http("GET", server.live_inputs_url(), kToken, "", "",
+                            {{"Origin", "https://evil.example"}});
+  EXPECT_EQ(unlisted.header("access-control-allow-origin"), "");
+
+  // ICE servers: one Link line each on the WHIP endpoint's OPTIONS, TURN
+  // with its credentials as quoted parameters.
+  const std::string publish = nested(first.result(), "webRTC", "url");
+  HttpReply o = http("OPTIONS", publish);
+  EXPECT_EQ(o.status, 204u);
+  const std::string links = o.header("link");
+  EXPECT_NE(links.find("<stun:stun.example.invalid:3478>"), std::string::npos) << links;
+  EXPECT_NE(links.find("rel=\"ice-server\""), std::string::npos) << links;
+  EXPECT_NE(links.find("turn:turn.example.invalid:3478"), std::string::npos) << links;
+  EXPECT_NE(links.find("username=\"alice\""), std::string::npos) << links;
+  EXPECT_NE(links.find("credential=\"s3cret\""), std::string::npos) << links;
+  EXPECT_EQ(std::count(links.begin(), links.end(), '\n'), 1) << "one Link line per server";
+  EXPECT_EQ(server.terminate(), 0);
+}
 
 TEST(ServerProcess, SlowClientIsDroppedWithoutBlockingOthers) {
   SKIP_WITHOUT_ELEMENTS();
