@@ -275,4 +275,55 @@ TEST(ServerRecording, TemplateWithARecordingBranchWritesAPlayableFile) {
   EXPECT_EQ(server.terminate(), 0) << server.output();
 }
 
+TEST(ServerRecording, SigtermWithLiveSessionsExitsZeroAndFinishesTheRecording) {
+  if (!have_elements()) GTEST_SKIP() << "the four whipwhep elements are not all built yet";
+  test::TempDir dir;
+  const std::string conf = dir.file("recording.conf");
+  ASSERT_TRUE(g_file_set_contents(
+      conf.c_str(),
+      "[pipeline]\ntemplate=whipserversrc name=src whepserversink name=sink src.video_0 ! tee "
+      "name=t ! queue ! sink.video_0 t. ! queue ! matroskamux ! filesink "
+      "location=\"@DATA_DIR@/recordings/@UID@.mkv\"\n",
+      -1, nullptr));
+  const std::string data = dir.path() + "/data";
+  test::ServerProcess server(data);
+  ASSERT_TRUE(server.start({"--config", conf, "--api-token", kToken})) << server.output();
+  HttpReply created = http("POST", server.live_inputs_url(), kToken, "application/json", "{}");
+  ASSERT_EQ(created.status, 200u);
+  const std::string uid = member(created.result(), nullptr, "uid");
+  const std::string item = server.live_inputs_url() + "/" + uid;
+
+  Client publisher(publisher_launch(member(created.result(), "webRTC", "url")));
+  publisher.play();
+  ASSERT_TRUE(test::wait_for(
+      [&] { return member(http("GET", item, kToken).result(), nullptr, "status") == "connected"; },
+      20000))
+      << publisher.bus->error_text();
+  Client viewer(viewer_launch(member(created.result(), "webRTCPlayback", "url")));
+  test::BufferCounter frames;
+  gobj::Ref<GstElement> out = viewer.by_name("out");
+  gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(out.get(), "sink"));
+  frames.attach(pad.get());
+  viewer.play();
+  ASSERT_TRUE(test::wait_for([&] { return frames.count() >= 30; }, 30000))
+      << viewer.bus->error_text();
+
+  // SIGTERM with a publisher and a viewer live: a clean exit, file finished.
+  const gint64 start = g_get_monotonic_time();
+  EXPECT_EQ(server.terminate(20000), 0) << server.output();
+  EXPECT_LT(g_get_monotonic_time() - start, 10 * G_USEC_PER_SEC);
+  EXPECT_NE(server.output().find("stopped"), std::string::npos) << server.output();
+  gchar *bytes = nullptr;
+  gsize length = 0;
+  ASSERT_TRUE(g_file_get_contents((data + "/recordings/" + uid + ".mkv").c_str(), &bytes, &length,
+                                  nullptr));
+  const std::string content(bytes, length);
+  g_free(bytes);
+  EXPECT_NE(content.find("\x1C\x53\xBB\x6B"), std::string::npos) << "recording not finished";
+  bool eos = false;
+  gint64 duration = -1;
+  EXPECT_GE(decode_file(data + "/recordings/" + uid + ".mkv", &eos, &duration), 30u);
+  EXPECT_TRUE(eos);
+}
+
 }  // namespace
