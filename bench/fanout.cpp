@@ -257,7 +257,7 @@ std::vector<StepResult> run_mode(const Options &o, const std::string &mode, std:
       r.frames = s1.frames - s0.frames;
       out.push_back(r);
       printf("%-6s %6d %6d %8.1f %8.3f %8.1f %8d %9.0f %9.0f %7.3f %7" G_GUINT64_FORMAT "\n", mode.c_str(), n,
-             connected, r.setup_s, r.cpu, r.rss, r.threads, r.kbps_min, r.kbps_med, r.loss_pct, r.frames);
+             r.connected, r.setup_s, r.cpu, r.rss, r.threads, r.kbps_min, r.kbps_med, r.loss_pct, r.frames);
       fflush(stdout);
       if (failed > 0 || connected < added) {
         *stopped = fmt("N=%d: %d of %d new viewers connected, %d failed (first error: %s); stopped here", n,
@@ -339,13 +339,21 @@ int main(int argc, char **argv) {
       n.push_back(r.n), cpu.push_back(r.cpu), rss.push_back(r.rss), thr.push_back(r.threads);
       if (r.n > 0 && !std::isnan(r.kbps_med)) kbps_sum += r.kbps_med, kbps_n++;
     }
+    // CPU per viewer only means something while every viewer still gets the
+    // stream: steps where the median delivered bitrate fell below 90 % of the
+    // 1 Mbit/s offered (machine saturated) are left out of the CPU slope.
+    std::vector<double> vn, vcpu;
+    for (auto &r : rs)
+      if (r.n == 0 || r.kbps_med >= 900) vn.push_back(r.n), vcpu.push_back(r.cpu);
+    printf("%s: CPU slope over the %zu unsaturated steps (N<=%.0f): %.4f %% of a core per viewer\n", mode.c_str(),
+           vn.size(), vn.empty() ? 0.0 : vn.back(), bench::slope(vn, vcpu) * 100);
     Fit f;
-    f.cpu_pct = bench::slope(n, cpu) * 100;
+    f.cpu_pct = bench::slope(vn, vcpu) * 100;
     f.mb = bench::slope(n, rss);
     f.thr = bench::slope(n, thr);
     f.kbps = kbps_n ? kbps_sum / kbps_n : NAN;
     fits.push_back({mode, f});
-    printf("%s: slope over N=%d..%d: %.4f %% of a core, %.3f MB, %.2f threads per viewer; median delivered %.0f "
+    printf("%s: slope over N=%d..%d: CPU (unsaturated steps) %.4f %% of a core, %.3f MB, %.2f threads per viewer; median delivered %.0f "
            "kbit/s; %s\n",
            mode.c_str(), rs.empty() ? 0 : rs.front().n, rs.empty() ? 0 : rs.back().n, f.cpu_pct, f.mb, f.thr, f.kbps,
            stopped.empty() ? "all steps done" : stopped.c_str());

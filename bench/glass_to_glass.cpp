@@ -263,7 +263,7 @@ int main(int argc, char **argv) {
   Options o;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a == "--smoke") o.seconds = 3, o.warmup = 1, o.modes = {"ours"}, o.codecs = {"vp8"};
+    if (a == "--smoke") o.seconds = 4, o.warmup = 1, o.modes = {"ours"}, o.codecs = {"vp8"};
     else if (a.rfind("--seconds=", 0) == 0) o.seconds = std::stod(a.substr(10));
     else if (a.rfind("--modes=", 0) == 0) o.modes = split(a.substr(8));
     else if (a.rfind("--codecs=", 0) == 0) o.codecs = split(a.substr(9));
