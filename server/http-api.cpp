@@ -8,6 +8,8 @@ namespace server {
 
 namespace {
 
+constexpr int kListenBacklog = 1024;  // the kernel caps it at net.core.somaxconn
+
 constexpr const char *kCollectionMethods = "GET, POST, OPTIONS";
 constexpr const char *kItemMethods = "GET, PUT, DELETE, OPTIONS";
 constexpr const char *kEndpointMethods = "POST, OPTIONS";
@@ -74,7 +76,16 @@ bool HttpApi::listen(GError **error) {
                 config_.listen_host.c_str());
     return false;
   }
-  if (!soup_server_listen(server_.get(), addr, SoupServerListenOptions(0), error)) return false;
+  // Our own socket so that the accept backlog is not GLib's default of 10:
+  // a burst of clients (a page load, 50 API clients) would overflow it and
+  // see connection resets.
+  g_autoptr(GSocket) sock = g_socket_new(g_socket_address_get_family(addr), G_SOCKET_TYPE_STREAM,
+                                         G_SOCKET_PROTOCOL_TCP, error);
+  if (!sock) return false;
+  g_socket_set_listen_backlog(sock, kListenBacklog);
+  if (!g_socket_bind(sock, addr, TRUE, error) || !g_socket_listen(sock, error) ||
+      !soup_server_listen_socket(server_.get(), sock, SoupServerListenOptions(0), error))
+    return false;
   GSList *uris = soup_server_get_uris(server_.get());
   if (uris) {
     GUri *uri = static_cast<GUri *>(uris->data);

@@ -180,6 +180,7 @@ HttpReply http(const std::string &method, const std::string &url, const std::str
   g_autoptr(GError) err = nullptr;
   g_autoptr(GBytes) bytes = soup_session_send_and_read(session, msg, nullptr, &err);
   reply.status = soup_message_get_status(msg);
+  if (err) reply.error = err->message;
   if (bytes) {
     gsize size = 0;
     const auto *data = static_cast<const char *>(g_bytes_get_data(bytes, &size));

@@ -77,7 +77,8 @@ class ServerProcess {
 };
 
 struct HttpReply {
-  guint status = 0;
+  guint status = 0;    // 0: no response (see error)
+  std::string error;   // transport error, if any
   std::string body;
   std::string content_type;
   std::map<std::string, std::string> headers;  // lowercased names; repeats joined with "\n"

@@ -3,6 +3,10 @@
 #include <json-glib/json-glib.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <regex>
 
 #include "harness.h"
@@ -504,6 +508,102 @@ TEST(ServerProcess, LiveInputsSurviveRestartAndSigkill) {
   server.kill();
   ASSERT_TRUE(server.start({"--api-token", kToken})) << server.output();
   EXPECT_EQ(snapshot(server), bodies);
+  EXPECT_EQ(server.terminate(), 0);
+}
+
+TEST(ServerProcess, SigkillDuringCreatesLosesNoAcknowledgedInput) {
+  SKIP_WITHOUT_ELEMENTS();
+  test::TempDir dir;
+  test::ServerProcess server(dir.path());
+  ASSERT_TRUE(server.start({"--api-token", kToken})) << server.output();
+  // Creators on other threads; the server is SIGKILLed while they run.
+  std::mutex lock;
+  std::vector<std::string> acknowledged;
+  std::atomic<bool> stop{false};
+  const std::string url = server.live_inputs_url();
+  std::vector<std::thread> creators;
+  for (int t = 0; t < 4; t++)
+    creators.emplace_back([&] {
+      while (!stop) {
+        HttpReply r = http("POST", url, kToken, "application/json", R"({"meta":{"name":"k"}})");
+        if (r.status != 200) continue;  // cut off by the kill: not acknowledged
+        std::lock_guard<std::mutex> l(lock);
+        acknowledged.push_back(str(r.result(), "uid"));
+      }
+    });
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        std::lock_guard<std::mutex> l(lock);
+        return acknowledged.size() >= 40;
+      },
+      30000));
+  server.kill();
+  stop = true;
+  for (auto &t : creators) t.join();
+
+  ASSERT_TRUE(server.start({"--api-token", kToken})) << server.output();
+  HttpReply list = http("GET", server.live_inputs_url(), kToken);
+  ASSERT_EQ(list.status, 200u);
+  std::set<std::string> present;
+  JsonArray *items = json_object_get_array_member(list.result(), "liveInputs");
+  for (guint i = 0; i < json_array_get_length(items); i++)
+    present.insert(str(json_array_get_object_element(items, i), "uid"));
+  for (const auto &uid : acknowledged) EXPECT_EQ(present.count(uid), 1u) << uid << " was lost";
+  // Every stored input is whole: it reads back with its URLs.
+  for (const auto &uid : present) {
+    HttpReply one = http("GET", server.live_inputs_url() + "/" + uid, kToken);
+    EXPECT_EQ(one.status, 200u);
+    EXPECT_NE(nested(one.result(), "webRTC", "url"), "<absent>");
+  }
+  EXPECT_EQ(server.terminate(), 0);
+}
+
+TEST(ServerProcess, ConcurrentApiClientsLoseNoUpdate) {
+  SKIP_WITHOUT_ELEMENTS();
+  test::TempDir dir;
+  test::ServerProcess server(dir.path());
+  ASSERT_TRUE(server.start({"--api-token", kToken})) << server.output();
+  const std::string url = server.live_inputs_url();
+  std::atomic<int> server_errors{0}, failures{0};
+  std::mutex lock;
+  std::set<std::string> kept;
+  std::vector<std::thread> clients;
+  // Each client creates, renames (and checks its own rename), deletes every
+  // other input: 50 at once, 10 rounds each.
+  for (int c = 0; c < 50; c++)
+    clients.emplace_back([&, c] {
+      for (int round = 0; round < 10; round++) {
+        HttpReply r = http("POST", url, kToken, "application/json", "{}");
+        if (r.status >= 500) server_errors++;
+        if (r.status != 200) {
+          failures++;
+          ADD_FAILURE() << "create: " << r.status << " " << r.error << r.body;
+          continue;
+        }
+        const std::string uid = str(r.result(), "uid");
+        const std::string name = "c" + std::to_string(c) + "r" + std::to_string(round);
+        HttpReply u = http("PUT", url + "/" + uid, kToken, "application/json",
+                           R"({"meta":{"name":")" + name + R"("}})");
+        if (u.status >= 500) server_errors++;
+        HttpReply g = http("GET", url + "/" + uid, kToken);
+        if (nested(g.result(), "meta", "name") != name) {
+          failures++;
+          ADD_FAILURE() << "lost update: " << g.status << " " << g.body;
+        }
+        if (round % 2) {
+          if (http("DELETE", url + "/" + uid, kToken).status != 200) failures++;
+        } else {
+          std::lock_guard<std::mutex> l(lock);
+          kept.insert(uid);
+        }
+      }
+    });
+  for (auto &t : clients) t.join();
+  EXPECT_EQ(server_errors.load(), 0);
+  EXPECT_EQ(failures.load(), 0);
+  HttpReply list = http("GET", url, kToken);
+  EXPECT_EQ(json_object_get_int_member(list.result(), "total"), static_cast<gint64>(kept.size()));
+  EXPECT_EQ(kept.size(), 250u);
   EXPECT_EQ(server.terminate(), 0);
 }
 
