@@ -136,7 +136,7 @@ void Fanout::set_ready(const std::shared_ptr<Branch> &b) {
   request_keyframe();
 }
 
-void Fanout::remove_branch(const std::shared_ptr<Branch> &b) {
+void Fanout::detach_branch(const std::shared_ptr<Branch> &b) {
   b->dead = true;
   b->ready = false;
   {
@@ -146,6 +146,9 @@ void Fanout::remove_branch(const std::shared_ptr<Branch> &b) {
       if (x != b) l->push_back(x);
     list_ = l;
   }
+}
+
+void Fanout::release_branch(const std::shared_ptr<Branch> &b) {
   // Wait for a push already in flight into this branch to return.
   { std::lock_guard<std::mutex> g(b->push_lock); }
   gobj::Ref<GstPad> peer = gobj::adopt(gst_pad_get_peer(b->src.get()));

@@ -62,7 +62,15 @@ class Fanout {
   void set_ready(const std::shared_ptr<Branch> &b);
   // Stop delivering; returns once no push into the branch is in flight, then
   // unlinks its src pad. Never call from the streaming thread.
-  void remove_branch(const std::shared_ptr<Branch> &b);
+  void remove_branch(const std::shared_ptr<Branch> &b) {
+    detach_branch(b);
+    release_branch(b);
+  }
+  // The two halves, for a caller that must stop the viewer's webrtcbin in
+  // between: a push in flight may be blocked inside it (a sink waiting for
+  // preroll in PAUSED) and only returns once that webrtcbin is flushing.
+  void detach_branch(const std::shared_ptr<Branch> &b);   // no new pushes; never waits
+  void release_branch(const std::shared_ptr<Branch> &b);  // waits for a push in flight, unlinks
 
   // Coalesced, rate-limited upstream GstForceKeyUnit.
   void request_keyframe();

@@ -705,12 +705,16 @@ void Impl::teardown(const std::shared_ptr<Viewer> &v) {
     v->torn_down = true;
     legs = v->legs;
   }
-  // Stop the fan-out first (waits for a push in flight), then the webrtcbin.
+  // No new packets for this viewer; then stop its webrtcbin, which also
+  // unblocks a push in flight (e.g. its sink waiting for preroll while the
+  // pipeline pauses); only then wait for that push and unlink.
   for (auto &leg : legs)
-    if (leg.branch) leg.input->fanout->remove_branch(leg.branch);
+    if (leg.branch) leg.input->fanout->detach_branch(leg.branch);
   v->disconnect_all();
   gst_element_set_locked_state(v->webrtcbin.get(), TRUE);
   gst_element_set_state(v->webrtcbin.get(), GST_STATE_NULL);
+  for (auto &leg : legs)
+    if (leg.branch) leg.input->fanout->release_branch(leg.branch);
   for (auto &leg : legs)
     if (leg.sinkpad) gst_element_release_request_pad(v->webrtcbin.get(), leg.sinkpad.get());
   gst_bin_remove(GST_BIN(element()), v->webrtcbin.get());
