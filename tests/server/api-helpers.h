@@ -1,0 +1,39 @@
+// Helpers shared by the server test files: the API envelope and fields,
+// and skipping while the server elements are not built.
+#pragma once
+
+#include <gst/gst.h>
+#include <gtest/gtest.h>
+#include <json-glib/json-glib.h>
+
+#include <regex>
+#include <string>
+
+#include "server-process.h"
+
+namespace test {
+
+inline constexpr const char *kToken = "test-token-0123456789abcdef";
+inline const std::regex kHex32("^[0-9a-f]{32}$");
+
+// A string member, "<absent>" or "<null>" when it is not a string.
+std::string str(JsonObject *o, const char *member);
+// A string member of an object member.
+std::string nested(JsonObject *o, const char *block, const char *member);
+// The envelope every API response has, success or error.
+void expect_envelope(const HttpReply &r, bool success);
+// errors[0].message, or "".
+std::string error_message(const HttpReply &r);
+
+// The server refuses to start without the server elements its default
+// template names; until they are built, tests that need a running server skip.
+bool server_elements_available();
+
+}  // namespace test
+
+#define SKIP_WITHOUT_ELEMENTS()                                         \
+  do {                                                                  \
+    if (!test::server_elements_available()) {                           \
+      GTEST_SKIP() << "whipserversrc/whepserversink are not built yet"; \
+    }                                                                   \
+  } while (0)
