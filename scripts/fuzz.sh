@@ -42,7 +42,8 @@ mkdir -p "$build/fuzz-artifacts"
 ASAN_OPTIONS=detect_leaks=0 "$build/tests/fuzz/fuzz-config" -runs=0 \
   tests/fuzz/corpus/config >/dev/null 2>&1 || true
 
-export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1"
+# Slow unwinding: Debian's GLib has no frame pointers, suppressions need it.
+export ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0:malloc_context_size=30:allocator_may_return_null=1"
 status=0
 for t in $targets; do
   mkdir -p "$build/fuzz-corpus/$t"
