@@ -1,7 +1,10 @@
 #include "http-types.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -219,15 +222,25 @@ void submit_request(GstElement *element, const HttpRequest &req, GMainContext *r
 }
 
 std::string random_id_hex128() {
+  // From the kernel CSPRNG, not g_random_int(): GLib's generator is a
+  // Mersenne Twister whose state can be rebuilt from 624 outputs, i.e. from
+  // the ids of ~160 WHEP sessions anyone may open, which would predict every
+  // later publish secret and session id.
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof(bytes)) {
+    const ssize_t n = getrandom(bytes + got, sizeof(bytes) - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    // No entropy source: never hand out a guessable credential.
+    if (n <= 0) g_error("getrandom() failed: %s", g_strerror(errno));
+    got += static_cast<size_t>(n);
+  }
   static const char hex[] = "0123456789abcdef";
   std::string out;
   out.reserve(32);
-  for (int i = 0; i < 4; i++) {
-    guint32 v = g_random_int();
-    for (int j = 0; j < 8; j++) {
-      out += hex[v & 0xf];
-      v >>= 4;
-    }
+  for (unsigned char b : bytes) {
+    out += hex[b >> 4];
+    out += hex[b & 0xf];
   }
   return out;
 }
