@@ -194,6 +194,56 @@ TEST_F(ServerE2E, PublishingWorksAgainAfterSigkillAndRestart) {
       << "status " << status(uid) << "; publisher: " << publisher.bus->error_text();
 }
 
+TEST_F(ServerE2E, SessionsAreScopedToTheirInputAndPatchReachesTheElement) {
+  HttpReply a = http("POST", server_.live_inputs_url(), kToken, "application/json", "{}");
+  HttpReply b = http("POST", server_.live_inputs_url(), kToken, "application/json", "{}");
+  ASSERT_EQ(a.status, 200u);
+  ASSERT_EQ(b.status, 200u);
+  const std::string uid = member(a.result(), nullptr, "uid");
+  const std::string publish_a = member(a.result(), "webRTC", "url");
+  const std::string publish_b = member(b.result(), "webRTC", "url");
+
+  Client publisher(publisher_launch(publish_a));
+  publisher.play();
+  ASSERT_TRUE(test::wait_for([&] { return status(uid) == "connected"; }, 20000))
+      << publisher.bus->error_text();
+  gobj::Ref<GstElement> whip = publisher.by_name("whip");
+  g_autofree gchar *resource = nullptr;
+  g_object_get(whip.get(), "resource-url", &resource, nullptr);
+  const std::string session_url = gobj::str_or(resource);
+  const std::string session = session_url.substr(session_url.rfind('/') + 1);
+  ASSERT_EQ(session_url, publish_a + "/" + session);
+
+  // Trickle ICE reaches the publisher's element (and its ETag check).
+  HttpReply trickle = http("PATCH", session_url, "", "application/trickle-ice-sdpfrag",
+                           "a=end-of-candidates\r\n");
+  EXPECT_EQ(trickle.status, 204u) << trickle.body;
+  HttpReply stale = http("PATCH", session_url, "", "application/trickle-ice-sdpfrag",
+                         "a=end-of-candidates\r\n", {{"If-Match", "\"not-the-etag\""}});
+  EXPECT_EQ(stale.status, 412u) << stale.body;
+
+  // Input B's secret does not reach A's session, even with B's pipeline up.
+  http("POST", member(b.result(), "webRTCPlayback", "url"), "", "application/sdp", "v=0\r\n");
+  EXPECT_EQ(http("DELETE", publish_b + "/" + session).status, 404u);
+  EXPECT_EQ(http("PATCH", publish_b + "/" + session, "", "application/trickle-ice-sdpfrag",
+                 "a=end-of-candidates\r\n").status, 404u);
+  // Nor does the public uid.
+  EXPECT_EQ(http("DELETE", server_.base_url + "/" + uid + "/webRTC/publish/" + session).status,
+            404u);
+
+  // A second publisher on A is refused while the first is live.
+  Client second(publisher_launch(publish_a));
+  second.play();
+  ASSERT_TRUE(test::wait_for([&] { return second.bus->has_error(); }, 20000));
+  EXPECT_NE(second.bus->error_text().find("409"), std::string::npos) << second.bus->error_text();
+  EXPECT_EQ(status(uid), "connected");
+
+  // The real owner ends it.
+  EXPECT_EQ(http("DELETE", session_url).status, 200u);
+  EXPECT_TRUE(test::wait_for([&] { return status(uid) == "client_disconnect"; }, 10000))
+      << status(uid);
+}
+
 // Decodes a recorded file to the end; returns the number of decoded video
 // frames (0 if it cannot be played), whether it reached EOS cleanly and the
 // duration its container declares (-1: none, i.e. not finished).
