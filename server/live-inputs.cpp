@@ -9,6 +9,9 @@ namespace {
 
 constexpr const char *kConnected = "connected";
 constexpr const char *kClientDisconnect = "client_disconnect";
+// A viewer arriving just as a publisher goes live: up to 2 s of retries.
+constexpr int kPlayRetries = 20;
+constexpr guint kPlayRetryIntervalMs = 100;
 
 ApiError api_error(guint status, int code, std::string message) {
   return ApiError{status, code, std::move(message)};
@@ -261,7 +264,48 @@ void LiveInputs::play(const std::string &uid, const whipwhep::HttpRequest &req,
     done(whipwhep::HttpResponse::text(500, "the live input's media pipeline could not start"));
     return;
   }
-  running->pipeline->submit_play(req, std::move(done));
+  submit_play(uid, running->pipeline.get(), req, std::move(done), kPlayRetries);
+}
+
+void LiveInputs::submit_play(const std::string &uid, InputPipeline *pipeline,
+                             const whipwhep::HttpRequest &req, whipwhep::ResponseCallback done,
+                             int retries_left) {
+  pipeline->submit_play(req, [this, uid, pipeline, req, retries_left,
+                              done = std::move(done)](whipwhep::HttpResponse resp) mutable {
+    // whepserversink answers 503 until every stream's codec is known; right
+    // after a publisher goes live that is a matter of milliseconds. Rather
+    // than sending the viewer away, ask again shortly while the publisher
+    // is live (bounded).
+    auto it = running_.find(uid);
+    const bool same = it != running_.end() && it->second.pipeline.get() == pipeline;
+    if (resp.status == 503 && retries_left > 0 && req.session.empty() && same &&
+        pipeline->publisher_live().value_or(false)) {
+      struct Retry {
+        LiveInputs *self;
+        std::string uid;
+        InputPipeline *pipeline;
+        whipwhep::HttpRequest req;
+        whipwhep::ResponseCallback done;
+        int retries_left;
+      };
+      auto *retry = new Retry{this, uid, pipeline, req, std::move(done), retries_left - 1};
+      g_timeout_add_full(
+          G_PRIORITY_DEFAULT, kPlayRetryIntervalMs,
+          +[](gpointer data) -> gboolean {
+            auto *r = static_cast<Retry *>(data);
+            auto it = r->self->running_.find(r->uid);
+            if (it == r->self->running_.end() || it->second.pipeline.get() != r->pipeline)
+              r->done(whipwhep::HttpResponse::text(404, "the live input stopped"));
+            else
+              r->self->submit_play(r->uid, r->pipeline, r->req, std::move(r->done),
+                                   r->retries_left);
+            return G_SOURCE_REMOVE;
+          },
+          retry, +[](gpointer data) { delete static_cast<Retry *>(data); });
+      return;
+    }
+    done(std::move(resp));
+  });
 }
 
 }  // namespace server

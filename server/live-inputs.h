@@ -62,6 +62,9 @@ class LiveInputs {
   };
 
   Running *ensure_running(const std::string &uid, GError **error);
+  void submit_play(const std::string &uid, InputPipeline *pipeline,
+                   const whipwhep::HttpRequest &req, whipwhep::ResponseCallback done,
+                   int retries_left);
   void stop(const std::string &uid);
   void on_pipeline_failed(const std::string &uid, InputPipeline *which, const std::string &why);
   void record_status(const std::string &uid, const std::optional<std::string> &status);
