@@ -1,5 +1,7 @@
 #include "http-api.h"
 
+#include <memory>
+
 #include "common/http-listener.h"
 #include "common/ice.h"
 #include "static-files.h"
@@ -25,6 +27,9 @@ bool method_in(const char *method, const char *allow) {
 bool is_api_path(const std::vector<std::string> &s) {
   return !s.empty() && s[0] == "client";
 }
+
+// A refused chunked body is drained up to this many times the limit.
+constexpr gsize kDrainFactor = 16;
 
 // Bytes of body read so far for a request without Content-Length.
 constexpr const char *kBodyCountKey = "whipwhep-body-bytes";
@@ -243,9 +248,15 @@ void HttpApi::on_got_chunk(SoupServerMessage *msg, GBytes *chunk, gpointer data)
   gsize total = GPOINTER_TO_SIZE(g_object_get_data(G_OBJECT(msg), kBodyCountKey));
   total += g_bytes_get_size(chunk);
   g_object_set_data(G_OBJECT(msg), kBodyCountKey, GSIZE_TO_POINTER(total));
-  if (total <= self->config_.limits.max_body_bytes ||
-      soup_server_message_get_status(msg) == 413)
+  if (total <= self->config_.limits.max_body_bytes) return;
+  if (soup_server_message_get_status(msg) == 413) {
+    // Already refused; it is only being drained. A client that keeps
+    // sending far past the limit loses its connection.
+    if (total > kDrainFactor * self->config_.limits.max_body_bytes)
+      if (GSocket *sock = soup_server_message_get_socket(msg))
+        g_socket_shutdown(sock, TRUE, TRUE, nullptr);
     return;
+  }
   SoupMessageBody *body = soup_server_message_get_request_body(msg);
   soup_message_body_set_accumulate(body, FALSE);
   soup_message_body_truncate(body);
@@ -454,10 +465,22 @@ void HttpApi::handle_media(SoupServerMessage *msg, const std::string &key, bool 
   }
 
   // Answer later, on this context, whatever thread the element replies from.
+  // If the client goes away meanwhile, libsoup finishes the message and the
+  // answer is dropped.
+  auto gone = std::make_shared<bool>(false);
+  g_signal_connect_data(
+      msg, "finished",
+      G_CALLBACK(+[](SoupServerMessage *, gpointer data) {
+        **static_cast<std::shared_ptr<bool> *>(data) = true;
+      }),
+      new std::shared_ptr<bool>(gone),
+      +[](gpointer data, GClosure *) { delete static_cast<std::shared_ptr<bool> *>(data); },
+      GConnectFlags(0));
   soup_server_message_pause(msg);
   auto held = gobj::ref(msg);
   const std::string resource_base = "/" + key + (publish ? "/webRTC/publish/" : "/webRTC/play/");
-  auto done = [this, held, resource_base](whipwhep::HttpResponse resp) {
+  auto done = [this, held, gone, resource_base](whipwhep::HttpResponse resp) {
+    if (*gone) return;
     SoupServerMessage *m = held.get();
     SoupMessageHeaders *h = soup_server_message_get_response_headers(m);
     soup_server_message_set_status(m, resp.status, nullptr);
