@@ -20,6 +20,7 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 # Only what the unit/elements/server/fuzz-replay tests run (benchmarks are not
 # part of this run): their executables, the plugin and the server binary.
+ninja -C "$build" build.ninja  # re-run meson first if any meson.build changed
 targets=$(cd "$build" && python3 -c '
 import json, os, subprocess, sys
 tests = json.loads(subprocess.check_output(["meson", "introspect", "--tests"]))
