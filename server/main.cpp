@@ -66,7 +66,8 @@ std::string shell_quote(const std::string &s) {
   return q;
 }
 
-void print_ready(const server::Config &config, const std::string &api_base,
+void print_ready(const server::Config &config, const std::string &bound_url,
+                 const std::string &api_base,
                  const std::string &account_id, const std::string &token_display,
                  const std::string &token_for_curl) {
   const std::string inputs = api_base + "/live_inputs";
@@ -84,8 +85,8 @@ void print_ready(const server::Config &config, const std::string &api_base,
           "    gst-launch-1.0 whepsrc name=whep whep-endpoint=WEBRTC_PLAYBACK_URL whep.video_0 ! "
           "videoconvert ! autovideosink whep.audio_0 ! audioconvert ! autoaudiosink\n");
   // Last, so that whoever waits for it has everything above too.
-  g_print("whipwhep-server ready: API %s (WHIP/WHEP on %s, account %s)\n", api_base.c_str(),
-          config.public_url.c_str(), account_id.c_str());
+  g_print("whipwhep-server ready: API %s (WHIP/WHEP on %s, account %s, listening on %s)\n",
+          api_base.c_str(), config.public_url.c_str(), account_id.c_str(), bound_url.c_str());
   fflush(stdout);
 }
 
@@ -212,7 +213,7 @@ int main(int argc, char **argv) {
     const guint sigint = g_unix_signal_add(SIGINT, quit, loop);
     const guint sigterm = g_unix_signal_add(SIGTERM, quit, loop);
 
-    print_ready(config, config.public_url + api.api_base_path(), config.account_id,
+    print_ready(config, api.bound_url(), config.public_url + api.api_base_path(), config.account_id,
                 token_display, token_for_curl);
     g_main_loop_run(loop);
 

@@ -113,12 +113,20 @@ bool ServerProcess::start(const std::vector<std::string> &args,
       timeout_ms);
   const auto at = text.find(" ready: API ");
   if (!ready || at == std::string::npos) return false;
+  // "... ready: API <public>/client/v4/accounts/<id>/stream (WHIP/WHEP on <public>,
+  // account <id>, listening on http://127.0.0.1:PORT)": requests go to the
+  // listening address, whatever public URL the server was given.
   const auto start = at + strlen(" ready: API ");
-  api_base = text.substr(start, text.find(' ', start) - start);
-  const auto client = api_base.find("/client/v4/accounts/");
-  base_url = api_base.substr(0, client);
+  const std::string public_api = text.substr(start, text.find(' ', start) - start);
+  const auto client = public_api.find("/client/v4/accounts/");
+  public_url = public_api.substr(0, client);
   const auto id_start = client + strlen("/client/v4/accounts/");
-  account_id = api_base.substr(id_start, api_base.find('/', id_start) - id_start);
+  account_id = public_api.substr(id_start, public_api.find('/', id_start) - id_start);
+  const auto listening = text.find("listening on ", start);
+  if (listening == std::string::npos) return false;
+  const auto url_start = listening + strlen("listening on ");
+  base_url = text.substr(url_start, text.find(')', url_start) - url_start);
+  api_base = base_url + public_api.substr(client);
   return true;
 }
 

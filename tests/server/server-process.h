@@ -55,9 +55,10 @@ class ServerProcess {
   const std::string &output() const { return reader_->output; }
   bool wait_output(const std::string &needle, guint timeout_ms);
 
-  // From the ready line: "http://127.0.0.1:PORT", the API base
-  // (".../client/v4/accounts/ID/stream") and the account id.
-  std::string base_url, api_base, account_id;
+  // From the ready line: where it listens ("http://127.0.0.1:PORT"), the API
+  // base there (".../client/v4/accounts/ID/stream"), the account id, and the
+  // public URL it writes into webRTC.url etc. (base_url unless --public-url).
+  std::string base_url, api_base, account_id, public_url;
   std::string live_inputs_url() const { return api_base + "/live_inputs"; }
 
  private:

@@ -68,6 +68,37 @@ TEST(ServerProcess, ConfiguredLimitsOriginsAndIceServers) {
   EXPECT_EQ(server.terminate(), 0);
 }
 
+TEST(ServerProcess, FlagsOverrideTheConfigFile) {
+  SKIP_WITHOUT_ELEMENTS();
+  test::TempDir dir;
+  const std::string conf = dir.file("flags.conf");
+  ASSERT_TRUE(g_file_set_contents(conf.c_str(),
+                                  "[server]\npublic-url=https://from-config.example\n"
+                                  "account-id=fromconfig\napi-tokens=config-token\n",
+                                  -1, nullptr));
+  test::ServerProcess server(dir.path() + "/data");
+  ASSERT_TRUE(server.start({"--config", conf, "--public-url", "https://live.example.com/",
+                            "--account-id", "fromflag", "--api-token", "flag-token"}))
+      << server.output();
+  EXPECT_EQ(server.account_id, "fromflag");
+  EXPECT_EQ(http("GET", server.live_inputs_url(), "config-token").status, 401u);
+  HttpReply r = http("POST", server.live_inputs_url(), "flag-token", "application/json", "{}");
+  ASSERT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(nested(r.result(), "webRTC", "url").rfind("https://live.example.com/", 0), 0u)
+      << nested(r.result(), "webRTC", "url");
+  EXPECT_EQ(nested(r.result(), "webRTCPlayback", "url"),
+            "https://live.example.com/" + str(r.result(), "uid") + "/webRTC/play");
+  EXPECT_EQ(server.terminate(), 0);
+
+  // Without the flags, the file's values hold.
+  ASSERT_TRUE(server.start({"--config", conf})) << server.output();
+  EXPECT_EQ(server.account_id, "fromconfig");
+  HttpReply c = http("POST", server.live_inputs_url(), "config-token", "application/json", "{}");
+  ASSERT_EQ(c.status, 200u) << c.body;
+  EXPECT_EQ(nested(c.result(), "webRTC", "url").rfind("https://from-config.example/", 0), 0u);
+  EXPECT_EQ(server.terminate(), 0);
+}
+
 TEST(ServerProcess, SlowClientIsDroppedWithoutBlockingOthers) {
   SKIP_WITHOUT_ELEMENTS();
   test::TempDir dir;
