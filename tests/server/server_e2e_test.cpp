@@ -244,6 +244,33 @@ TEST_F(ServerE2E, SessionsAreScopedToTheirInputAndPatchReachesTheElement) {
       << status(uid);
 }
 
+TEST_F(ServerE2E, DisablingAnInputEndsItsSessionsAndRefusesPublishers) {
+  HttpReply created = http("POST", server_.live_inputs_url(), kToken, "application/json", "{}");
+  ASSERT_EQ(created.status, 200u);
+  const std::string uid = member(created.result(), nullptr, "uid");
+  const std::string publish_url = member(created.result(), "webRTC", "url");
+  Client publisher(publisher_launch(publish_url));
+  publisher.play();
+  ASSERT_TRUE(test::wait_for([&] { return status(uid) == "connected"; }, 20000))
+      << publisher.bus->error_text();
+
+  HttpReply off = http("PUT", server_.live_inputs_url() + "/" + uid, kToken, "application/json",
+                       R"({"enabled":false})");
+  ASSERT_EQ(off.status, 200u) << off.body;
+  EXPECT_EQ(status(uid), "client_disconnect");
+  HttpReply refused = http("POST", publish_url, "", "application/sdp", "v=0\r\n");
+  EXPECT_EQ(refused.status, 403u);
+  EXPECT_NE(refused.body.find("disabled"), std::string::npos) << refused.body;
+
+  // Enabled again: a publisher is taken.
+  ASSERT_EQ(http("PUT", server_.live_inputs_url() + "/" + uid, kToken, "application/json",
+                 R"({"enabled":true})").status, 200u);
+  Client again(publisher_launch(publish_url));
+  again.play();
+  EXPECT_TRUE(test::wait_for([&] { return status(uid) == "connected"; }, 20000))
+      << again.bus->error_text();
+}
+
 // Decodes a recorded file to the end; returns the number of decoded video
 // frames (0 if it cannot be played), whether it reached EOS cleanly and the
 // duration its container declares (-1: none, i.e. not finished).
