@@ -85,6 +85,7 @@ std::shared_ptr<ClientSession> ClientSession::create(GstElement *owner, GstEleme
 }
 
 ClientSession::~ClientSession() {
+  if (rtcp_handler_ && rtp_session_) g_signal_handler_disconnect(rtp_session_.get(), rtcp_handler_);
   if (state_handler_) g_signal_handler_disconnect(webrtcbin_.get(), state_handler_);
   if (ice_handler_) g_signal_handler_disconnect(webrtcbin_.get(), ice_handler_);
   g_weak_ref_clear(&owner_);
@@ -207,13 +208,80 @@ void ClientSession::on_connection_state() {
   GstWebRTCICEConnectionState ice;
   g_object_get(webrtcbin_.get(), "connection-state", &pc, "ice-connection-state", &ice, nullptr);
   GST_DEBUG("connection-state %d ice-connection-state %d", pc, ice);
-  if (pc == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED) connected_ = true;
+  if (pc == GST_WEBRTC_PEER_CONNECTION_STATE_CONNECTED) {
+    connected_ = true;
+    if (!watching_rtcp_.exchange(true)) {
+      // Hop off webrtcbin's thread: watch_rtcp() iterates its children.
+      auto weak = new WeakSession(shared_from_this());
+      g_main_context_invoke_full(
+          signalling_context(), G_PRIORITY_DEFAULT,
+          +[](gpointer data) -> gboolean {
+            if (auto self = static_cast<WeakSession *>(data)->lock()) self->watch_rtcp();
+            return G_SOURCE_REMOVE;
+          },
+          weak, +[](gpointer data) { delete static_cast<WeakSession *>(data); });
+    }
+  }
   if (ice == GST_WEBRTC_ICE_CONNECTION_STATE_FAILED)
     fail(GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_READ_WRITE,
          "ICE failed: no route to the " + config_.protocol + " server's media address", "");
   else if (pc == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED)
     fail(GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_READ_WRITE,
          "WebRTC connection to the " + config_.protocol + " server failed (ICE or DTLS)", "");
+}
+
+void ClientSession::watch_rtcp() {
+  if (closed_ || config_.rtcp_timeout_s == 0) return;
+  // The server's RTCP (SR/RR every few seconds, with or without media) is the
+  // one sign it still holds our session.
+  gobj::Ref<GstElement> rtpbin;
+  GstIterator *it = gst_bin_iterate_elements(GST_BIN(webrtcbin_.get()));
+  GValue item = G_VALUE_INIT;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto *e = GST_ELEMENT(g_value_get_object(&item));
+    GstElementFactory *f = gst_element_get_factory(e);
+    if (f && g_str_equal(GST_OBJECT_NAME(f), "rtpbin")) rtpbin = gobj::ref(e);
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  if (!rtpbin) return;
+  GObject *session = nullptr;
+  g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, &session);
+  if (!session) return;
+  rtp_session_ = gobj::adopt(session);
+  last_rtcp_us_ = g_get_monotonic_time();
+  rtcp_handler_ = g_signal_connect_data(
+      session, "on-receiving-rtcp", G_CALLBACK(+[](GObject *, GstBuffer *, gpointer data) {
+        if (auto self = static_cast<WeakSession *>(data)->lock())
+          self->last_rtcp_us_ = g_get_monotonic_time();
+      }),
+      new WeakSession(shared_from_this()),
+      +[](gpointer data, GClosure *) { delete static_cast<WeakSession *>(data); }, GConnectFlags(0));
+
+  auto *weak = new WeakSession(shared_from_this());
+  GSource *timer = g_timeout_source_new_seconds(1);
+  g_source_set_callback(
+      timer,
+      +[](gpointer data) -> gboolean {
+        auto self = static_cast<WeakSession *>(data)->lock();
+        if (!self || self->closed_ || self->failed_) return G_SOURCE_REMOVE;
+        self->check_liveness();
+        return G_SOURCE_CONTINUE;
+      },
+      weak, +[](gpointer data) { delete static_cast<WeakSession *>(data); });
+  g_source_attach(timer, signalling_context());
+  g_source_unref(timer);
+}
+
+void ClientSession::check_liveness() {
+  const gint64 silent_us = g_get_monotonic_time() - last_rtcp_us_.load();
+  if (silent_us <= gint64(config_.rtcp_timeout_s) * G_USEC_PER_SEC) return;
+  fail(GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_READ,
+       "the " + config_.protocol + " server stopped sending RTCP for " +
+           std::to_string(config_.rtcp_timeout_s) +
+           " s: the session was ended by the server or the server is gone",
+       "");
 }
 
 void ClientSession::fail(GQuark domain, gint code, const std::string &message,

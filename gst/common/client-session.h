@@ -29,6 +29,10 @@ struct ClientConfig {
   std::string ice_addresses;  // comma-separated
   bool use_link_headers = true;
   guint timeout_s = 10;
+  // Seconds without any RTCP from the server, once connected, before the
+  // session counts as ended by the server (deleted input, server gone);
+  // libnice in webrtcbin has no consent freshness to tell us. 0 = never.
+  guint rtcp_timeout_s = 20;
 };
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
@@ -65,6 +69,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void on_post_answer(HttpResult r);
   void on_connection_state();
   void start_connect_timer();
+  void watch_rtcp();
+  void check_liveness();
 
   GWeakRef owner_;
   gobj::Ref<GstElement> webrtcbin_;
@@ -72,6 +78,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   std::unique_ptr<HttpClient> http_;
   gulong state_handler_ = 0;
   gulong ice_handler_ = 0;
+  gobj::Ref<GObject> rtp_session_;  // webrtcbin's internal RTPSession (bundle: id 0)
+  gulong rtcp_handler_ = 0;
+  std::atomic<gint64> last_rtcp_us_{0};
+  std::atomic<bool> watching_rtcp_{false};
 
   mutable std::mutex lock_;
   std::string resource_url_;

@@ -34,6 +34,7 @@ struct Settings {
   std::string endpoint, auth_token, stun_server, turn_server, ice_addresses;
   bool use_link_headers = true;
   guint timeout = kDefaultTimeout;
+  guint rtcp_timeout = 20;
   guint latency = kDefaultLatency;
   bool video = true, audio = true;
   std::string video_codecs = kDefaultVideoCodecs;
@@ -162,6 +163,7 @@ bool Impl::start() {
   cfg.ice_addresses = s.ice_addresses;
   cfg.use_link_headers = s.use_link_headers;
   cfg.timeout_s = s.timeout;
+  cfg.rtcp_timeout_s = s.rtcp_timeout;
   std::string error;
   auto sess = whipwhep::ClientSession::create(element(), w, cfg, &error);
   if (!sess) {
@@ -321,6 +323,7 @@ enum {
   PROP_TURN_SERVER,
   PROP_USE_LINK_HEADERS,
   PROP_TIMEOUT,
+  PROP_RTCP_TIMEOUT,
   PROP_ICE_ADDRESSES,
   PROP_LATENCY,
   PROP_VIDEO,
@@ -352,6 +355,7 @@ static void set_property(GObject *object, guint id, const GValue *value, GParamS
     case PROP_TURN_SERVER: s.turn_server = gobj::str_or(g_value_get_string(value)); break;
     case PROP_USE_LINK_HEADERS: s.use_link_headers = g_value_get_boolean(value); break;
     case PROP_TIMEOUT: s.timeout = g_value_get_uint(value); break;
+    case PROP_RTCP_TIMEOUT: s.rtcp_timeout = g_value_get_uint(value); break;
     case PROP_ICE_ADDRESSES: s.ice_addresses = gobj::str_or(g_value_get_string(value)); break;
     case PROP_LATENCY: s.latency = g_value_get_uint(value); break;
     case PROP_VIDEO: s.video = g_value_get_boolean(value); break;
@@ -377,6 +381,7 @@ static void get_property(GObject *object, guint id, GValue *value, GParamSpec *p
     case PROP_TURN_SERVER: g_value_set_string(value, s.turn_server.c_str()); break;
     case PROP_USE_LINK_HEADERS: g_value_set_boolean(value, s.use_link_headers); break;
     case PROP_TIMEOUT: g_value_set_uint(value, s.timeout); break;
+    case PROP_RTCP_TIMEOUT: g_value_set_uint(value, s.rtcp_timeout); break;
     case PROP_ICE_ADDRESSES: g_value_set_string(value, s.ice_addresses.c_str()); break;
     case PROP_LATENCY: g_value_set_uint(value, s.latency); break;
     case PROP_VIDEO: g_value_set_boolean(value, s.video); break;
@@ -458,6 +463,11 @@ static void gst_whipwhep_whep_src_class_init(GstWhipwhepWhepSrcClass *klass) {
       "Seconds each HTTP request (redirects included) and the WebRTC connection may take before the "
       "element fails with an error",
       1, 3600, kDefaultTimeout, rw);
+  props[PROP_RTCP_TIMEOUT] = g_param_spec_uint(
+      "rtcp-timeout", "RTCP timeout",
+      "Seconds without RTCP from the server, once connected, before the element fails with an "
+      "error (the server ended the session or is gone); 0 = never",
+      0, 3600, 20, rw);
   props[PROP_ICE_ADDRESSES] = g_param_spec_string(
       "ice-addresses", "ICE addresses",
       "Comma-separated local IP addresses ICE may gather candidates on; empty = every interface except loopback",

@@ -86,6 +86,8 @@ class SendingPeer {
   ~SendingPeer();
   bool ready(guint timeout_ms);  // payloader caps known
   void handle(const SeenRequest &req, TestHttpServer::Respond respond);
+  // The peer vanishes: media and RTCP stop, no signalling is sent.
+  void stop() { gst_element_set_state(pipeline_.get(), GST_STATE_NULL); }
 
  private:
   gobj::Ref<GstElement> pipeline_;

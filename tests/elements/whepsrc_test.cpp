@@ -2,6 +2,7 @@
 // test-side sending webrtcbin (success paths: decoded and encoded output).
 #include <gtest/gtest.h>
 
+#include <iostream>
 #include <memory>
 #include <string>
 
@@ -151,6 +152,29 @@ TEST(WhepSrc, DecodesVideoAndDeletesOnNull) {
     gst_element_set_state(run.pipeline.get(), GST_STATE_NULL);
     EXPECT_EQ(server.count("DELETE"), 1);
   }
+}
+
+// libnice in webrtcbin has no consent freshness: without the RTCP watchdog a
+// player whose server ended the session would wait forever, silently.
+TEST(WhepSrc, ServerThatStopsSendingRtcpIsAnErrorWithinRtcpTimeout) {
+  test::SendingPeer peer;
+  ASSERT_TRUE(peer.ready(5000));
+  TestHttpServer server([&](const SeenRequest &q, TestHttpServer::Respond r) { peer.handle(q, r); });
+  PipelineRun run(src(server.url("/whep"), "audio=false rtcp-timeout=10") + " ! fakesink name=out sync=false");
+  run.play();
+  ASSERT_TRUE(test::wait_for([&] { return run.counter.count() >= 30 || run.bus->has_error(); },
+                             kDecodeTimeoutMs));
+  ASSERT_FALSE(run.bus->has_error()) << run.bus->error_text();
+  // Still healthy after more than the RTCP timeout while the server lives.
+  test::wait_for([] { return false; }, 12000);
+  ASSERT_FALSE(run.bus->has_error()) << run.bus->error_text();
+  const gint64 stopped = g_get_monotonic_time();
+  peer.stop();
+  ASSERT_TRUE(test::wait_for([&] { return run.bus->has_error(); }, 20000)) << "no error after the server vanished";
+  const gint64 waited_ms = (g_get_monotonic_time() - stopped) / 1000;
+  EXPECT_LT(waited_ms, 16000);
+  EXPECT_NE(run.bus->error_text().find("stopped sending RTCP"), std::string::npos) << run.bus->error_text();
+  std::cout << "error " << waited_ms << " ms after the server vanished (rtcp-timeout=10)" << std::endl;
 }
 
 TEST(WhepSrc, OutputsEncodedVp8WhenDownstreamAsks) {
