@@ -6,6 +6,10 @@
 // aggregate-mode=zero-latency / rtpopuspay, mtu 1200) and handed to a Fanout
 // (fanout.h) that feeds every viewer's sendonly webrtcbin without a tee, a
 // queue or a thread per viewer.
+// Files: this one is the element (GObject glue, properties, pads, request
+// routing, the viewer map and watchdog tick); input-payloader.h chooses the
+// payloader; viewer-session.h is one viewer (webrtcbin, answer, connection
+// state, stats); viewer-plan.h maps an offer onto the inputs.
 //
 // Viewers (HTTP through the `handle-request` action signal, see
 // gst/common/README.md, or the element's own listener on
@@ -51,12 +55,15 @@
 #include "gobj.h"
 #include "http-listener.h"
 #include "http-types.h"
+#include "input-payloader.h"
 #include "ice.h"
 #include "signalling-context.h"
 #include "webrtc-negotiation.h"
 #include "viewer-plan.h"
+#include "viewer-session.h"
 
-GST_DEBUG_CATEGORY_STATIC(whepserversink_debug);
+// Shared with viewer-session.cpp: one category for the element.
+GST_DEBUG_CATEGORY(whepserversink_debug);
 #define GST_CAT_DEFAULT whepserversink_debug
 
 namespace {
@@ -94,8 +101,6 @@ using namespace whipwhep;
 
 constexpr guint kDefaultLatency = 40;
 constexpr guint kDefaultViewerTimeout = 15;
-constexpr gint64 kConnectTimeoutUs = 20 * G_USEC_PER_SEC;
-constexpr gint64 kDisconnectedTimeoutUs = 10 * G_USEC_PER_SEC;
 
 struct Settings {
   std::string address = "127.0.0.1";
@@ -109,48 +114,7 @@ struct Settings {
   guint viewer_timeout = kDefaultViewerTimeout;
 };
 
-struct Input {
-  MediaKind kind;
-  gobj::Ref<GstPad> ghost;
-  gobj::Ref<GstElement> payloader;
-  std::string payloader_caps_name;  // media type the payloader was made for
-  std::unique_ptr<Fanout> fanout;
-};
-
-struct Viewer {
-  struct Leg {
-    std::shared_ptr<Input> input;
-    std::shared_ptr<Fanout::Branch> branch;
-    gobj::Ref<GstPad> sinkpad;
-  };
-  Impl *impl = nullptr;
-  std::string id;
-  gobj::Ref<GstElement> webrtcbin;
-  std::mutex legs_lock;
-  std::vector<Leg> legs;  // set on webrtcbin's thread before the answer
-  bool torn_down = false;  // under legs_lock
-  std::mutex handlers_lock;
-  std::vector<std::pair<gobj::Ref<GObject>, gulong>> handlers;
-  gobj::Ref<GObject> session;  // webrtcbin's RTPSession (RTCP counters)
-  std::atomic<bool> answered{false}, connected{false};
-  gint64 created_us = g_get_monotonic_time();
-  std::atomic<gint64> last_rtcp_us{0}, disconnected_since_us{0};
-  std::atomic<bool> failed{false};
-
-  void connect(gpointer instance, const char *signal, GCallback cb) {
-    std::lock_guard<std::mutex> g(handlers_lock);
-    gulong id = g_signal_connect(instance, signal, cb, this);
-    handlers.emplace_back(gobj::ref(G_OBJECT(instance)), id);
-  }
-  void disconnect_all() {
-    std::lock_guard<std::mutex> g(handlers_lock);
-    for (auto &h : handlers)
-      if (g_signal_handler_is_connected(h.first.get(), h.second))
-        g_signal_handler_disconnect(h.first.get(), h.second);
-    handlers.clear();
-  }
-  ~Viewer() { disconnect_all(); }
-};
+using Viewer = ViewerSession;
 
 class Impl {
  public:
@@ -185,7 +149,6 @@ class Impl {
   HttpResponse patch(const HttpRequest &req);
   void answered(const std::shared_ptr<Viewer> &v, bool ok, const std::string &text,
                 GstPromise *promise);
-  void on_connected(Viewer *v);
   void schedule_remove(const std::string &id, const char *why);
   bool remove_viewer(const std::string &id, const char *why);
   void teardown(const std::shared_ptr<Viewer> &v);
@@ -241,33 +204,7 @@ GstPad *Impl::request_pad(GstPadTemplate *templ, const gchar *name) {
         return GST_PAD_PROBE_OK;
       },
       new InputProbeData{this, in}, +[](gpointer d) { delete static_cast<InputProbeData *>(d); });
-  // Until a payloader exists the ghost pad has no target: answer caps
-  // queries from the template so upstream can negotiate.
-  gst_pad_add_probe(
-      in->ghost.get(), GST_PAD_PROBE_TYPE_QUERY_DOWNSTREAM,
-      +[](GstPad *pad, GstPadProbeInfo *info, gpointer) -> GstPadProbeReturn {
-        GstQuery *q = GST_PAD_PROBE_INFO_QUERY(info);
-        gobj::Ref<GstPad> target = gobj::adopt(gst_ghost_pad_get_target(GST_GHOST_PAD(pad)));
-        if (target) return GST_PAD_PROBE_OK;
-        gobj::Ref<GstCaps> templ = gobj::adopt(gst_pad_get_pad_template_caps(pad));
-        if (GST_QUERY_TYPE(q) == GST_QUERY_CAPS) {
-          GstCaps *filter = nullptr;
-          gst_query_parse_caps(q, &filter);
-          gobj::Ref<GstCaps> res =
-              filter ? gobj::adopt(gst_caps_intersect_full(filter, templ.get(), GST_CAPS_INTERSECT_FIRST))
-                     : templ;
-          gst_query_set_caps_result(q, res.get());
-          return GST_PAD_PROBE_HANDLED;
-        }
-        if (GST_QUERY_TYPE(q) == GST_QUERY_ACCEPT_CAPS) {
-          GstCaps *caps = nullptr;
-          gst_query_parse_accept_caps(q, &caps);
-          gst_query_set_accept_caps_result(q, caps && gst_caps_can_intersect(caps, templ.get()));
-          return GST_PAD_PROBE_HANDLED;
-        }
-        return GST_PAD_PROBE_OK;
-      },
-      nullptr, nullptr);
+  answer_caps_queries_from_template(in->ghost.get());
   {
     std::lock_guard<std::mutex> g(lock_);
     inputs_.push_back(in);
@@ -298,31 +235,12 @@ void Impl::on_input_caps(const std::shared_ptr<Input> &in, GstCaps *caps) {
     in->payloader.reset();
   }
   const char *factory = nullptr;
-  int pt = 96;
-  if (name == "application/x-rtp") factory = "identity";
-  else if (name == "video/x-vp8") factory = "rtpvp8pay", pt = 96;
-  else if (name == "video/x-vp9") factory = "rtpvp9pay", pt = 98;
-  else if (name == "video/x-h264") factory = "rtph264pay", pt = 102;
-  else if (name == "audio/x-opus") factory = "rtpopuspay", pt = 111;
-  gobj::Ref<GstElement> pay;
-  if (factory) pay = gobj::sink(gst_element_factory_make(factory, nullptr));
+  gobj::Ref<GstElement> pay = make_payloader(name, &factory);
   if (!pay) {
     GST_ELEMENT_ERROR(element(), CORE, MISSING_PLUGIN,
                       ("no payloader for %s (%s missing?)", name.c_str(), factory ? factory : "none"),
                       (nullptr));
     return;
-  }
-  if (name != "application/x-rtp") {
-    g_object_set(pay.get(), "pt", guint(pt), "mtu", guint(1200), nullptr);
-    if (name == "video/x-h264") {
-      // SPS/PPS with every IDR, so a joining viewer can decode at once.
-      g_object_set(pay.get(), "config-interval", -1, nullptr);
-      gst_util_set_object_arg(G_OBJECT(pay.get()), "aggregate-mode", "zero-latency");
-    } else if (name != "audio/x-opus") {
-      gst_util_set_object_arg(G_OBJECT(pay.get()), "picture-id-mode", "15-bit");
-    }
-  } else {
-    g_object_set(pay.get(), "silent", TRUE, nullptr);
   }
   gst_bin_add(GST_BIN(element()), pay.get());
   gobj::Ref<GstPad> src = gobj::adopt(gst_element_get_static_pad(pay.get(), "src"));
@@ -351,11 +269,7 @@ void Impl::release_pad(GstPad *pad) {
   }
   if (!in) return;
   // Viewers keep their other streams; this one ends for them.
-  for (auto &v : viewers) {
-    std::lock_guard<std::mutex> g(v->legs_lock);
-    for (auto &leg : v->legs)
-      if (leg.input == in && leg.branch) in->fanout->remove_branch(leg.branch);
-  }
+  for (auto &v : viewers) v->drop_input(in);
   if (in->payloader) {
     gst_ghost_pad_set_target(GST_GHOST_PAD(in->ghost.get()), nullptr);
     gst_element_set_locked_state(in->payloader.get(), TRUE);
@@ -454,29 +368,13 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
   ViewerPlan plan = plan_viewer(offer.get(), streams);
   if (plan.status) return HttpResponse::text(plan.status, plan.reason);
 
-  auto v = std::make_shared<Viewer>();
-  v->impl = this;
-  v->id = random_id_hex128();
-  v->webrtcbin = gobj::sink(gst_element_factory_make("webrtcbin", ("viewer-" + v->id).c_str()));
-  if (!v->webrtcbin) return HttpResponse::text(500, "webrtcbin is not installed");
-  g_object_set(v->webrtcbin.get(), "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency",
-               latency, nullptr);
-  configure_ice(v->webrtcbin.get(), ice_settings());
-  v->connect(v->webrtcbin.get(), "notify::ice-connection-state",
-             G_CALLBACK(+[](GstElement *bin, GParamSpec *, gpointer data) {
-               auto *v = static_cast<Viewer *>(data);
-               GstWebRTCICEConnectionState st;
-               g_object_get(bin, "ice-connection-state", &st, nullptr);
-               if (st == GST_WEBRTC_ICE_CONNECTION_STATE_FAILED) {
-                 v->failed = true;
-                 v->impl->schedule_remove(v->id, "ICE failed");
-               } else if (st == GST_WEBRTC_ICE_CONNECTION_STATE_DISCONNECTED) {
-                 gint64 zero = 0;
-                 v->disconnected_since_us.compare_exchange_strong(zero, g_get_monotonic_time());
-               } else if (st != GST_WEBRTC_ICE_CONNECTION_STATE_CLOSED) {
-                 v->disconnected_since_us = 0;
-               }
-             }));
+  Impl *impl = this;
+  ViewerSession::Hooks hooks;
+  hooks.schedule_remove = [impl](const std::string &id, const char *why) {
+    impl->schedule_remove(id, why);
+  };
+  auto v = ViewerSession::create(random_id_hex128(), latency, ice_settings(), std::move(hooks));
+  if (!v) return HttpResponse::text(500, "webrtcbin is not installed");
   {
     std::lock_guard<std::mutex> g(lock_);
     if (max_viewers && viewers_.size() >= max_viewers) {
@@ -485,11 +383,11 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
       r.headers.push_back({"Retry-After", "5"});
       return r;
     }
-    viewers_[v->id] = v;
+    viewers_[v->id()] = v;
   }
   g_object_notify_by_pspec(G_OBJECT(self_), props[PROP_VIEWER_COUNT]);
-  gst_bin_add(GST_BIN(element()), v->webrtcbin.get());
-  gst_element_sync_state_with_parent(v->webrtcbin.get());
+  gst_bin_add(GST_BIN(element()), v->webrtcbin());
+  gst_element_sync_state_with_parent(v->webrtcbin());
 
   auto held = gobj::ref(promise);
   auto legs_plan = std::make_shared<ViewerPlan>(std::move(plan));
@@ -497,36 +395,9 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
   PrepareAnswer prepare = [weak, legs_plan, inputs]() -> std::string {
     auto v = weak.lock();
     if (!v) return "the viewer was removed during negotiation";
-    GstElement *bin = v->webrtcbin.get();
-    // webrtcbin 1.22 creates no transceivers from a remote offer: each
-    // requested sink pad brings one, matched to the offer's m-line by its
-    // codec preferences when the answer is created.
-    std::vector<Viewer::Leg> legs;
-    for (const auto &l : legs_plan->legs) {
-      std::string pad_name = "sink_" + std::to_string(l.mline);
-      gobj::Ref<GstPad> pad = gobj::adopt(gst_element_request_pad_simple(bin, pad_name.c_str()));
-      if (!pad) return "webrtcbin refused a sink pad for m-line " + std::to_string(l.mline);
-      gobj::Ref<GstWebRTCRTPTransceiver> trans;
-      g_object_get(pad.get(), "transceiver", trans.out(), nullptr);
-      if (!trans) return "webrtcbin gave no transceiver for m-line " + std::to_string(l.mline);
-      // Facts #2: without preferences and a direction the answer is inactive.
-      g_object_set(trans.get(), "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY,
-                   "codec-preferences", l.codec_preferences.get(), "do-nack",
-                   inputs[l.stream]->kind == MediaKind::Video, nullptr);
-      Viewer::Leg leg;
-      leg.input = inputs[l.stream];
-      leg.sinkpad = pad;
-      leg.branch = leg.input->fanout->add_branch(pad.get(), l.pt);
-      legs.push_back(std::move(leg));
-    }
-    std::lock_guard<std::mutex> g(v->legs_lock);
-    v->legs = std::move(legs);
-    if (v->torn_down)  // removed meanwhile: undo at once
-      for (auto &leg : v->legs) leg.input->fanout->remove_branch(leg.branch);
-    return {};
+    return v->prepare_answer(*legs_plan, inputs);
   };
-  Impl *impl = this;
-  answer_offer(v->webrtcbin.get(), offer.release(), prepare,
+  answer_offer(v->webrtcbin(), offer.release(), prepare,
                [impl, weak, held](bool ok, std::string text) {
                  auto v = weak.lock();
                  if (!v) {
@@ -543,7 +414,7 @@ void Impl::answered(const std::shared_ptr<Viewer> &v, bool ok, const std::string
                     GstPromise *promise) {
   {
     std::lock_guard<std::mutex> g(lock_);
-    if (!viewers_.count(v->id)) {
+    if (!viewers_.count(v->id())) {
       reply(promise, HttpResponse::text(503, "the viewer was removed during negotiation"));
       return;
     }
@@ -552,85 +423,20 @@ void Impl::answered(const std::shared_ptr<Viewer> &v, bool ok, const std::string
     ok = false;
   }
   if (!ok) {
-    GST_WARNING_OBJECT(element(), "viewer %s: cannot answer: %s", v->id.c_str(), text.c_str());
+    GST_WARNING_OBJECT(element(), "viewer %s: cannot answer: %s", v->id().c_str(), text.c_str());
     reply(promise, HttpResponse::text(500, "could not answer the offer"));
-    schedule_remove(v->id, "negotiation failed");
+    schedule_remove(v->id(), "negotiation failed");
     return;
   }
-  v->answered = true;
-  // Media flows to a viewer once its DTLS transport is up (see fanout.h).
-  gobj::Ref<GstWebRTCDTLSTransport> transport;
-  {
-    std::lock_guard<std::mutex> g(v->legs_lock);
-    for (auto &leg : v->legs) {
-      gobj::Ref<GstWebRTCRTPTransceiver> trans;
-      g_object_get(leg.sinkpad.get(), "transceiver", trans.out(), nullptr);
-      if (!trans) continue;
-      gobj::Ref<GstWebRTCRTPSender> sender;
-      g_object_get(trans.get(), "sender", sender.out(), nullptr);
-      if (sender) g_object_get(sender.get(), "transport", transport.out(), nullptr);
-      if (transport) break;
-    }
-  }
-  if (transport) {
-    v->connect(transport.get(), "notify::state",
-               G_CALLBACK(+[](GstWebRTCDTLSTransport *t, GParamSpec *, gpointer data) {
-                 auto *v = static_cast<Viewer *>(data);
-                 GstWebRTCDTLSTransportState st;
-                 g_object_get(t, "state", &st, nullptr);
-                 if (st == GST_WEBRTC_DTLS_TRANSPORT_STATE_CONNECTED) {
-                   v->impl->on_connected(v);
-                 } else if (st == GST_WEBRTC_DTLS_TRANSPORT_STATE_FAILED) {
-                   v->failed = true;
-                   v->impl->schedule_remove(v->id, "DTLS failed");
-                 }
-               }));
-    GstWebRTCDTLSTransportState st;
-    g_object_get(transport.get(), "state", &st, nullptr);
-    if (st == GST_WEBRTC_DTLS_TRANSPORT_STATE_CONNECTED) on_connected(v.get());
-  }
+  v->watch_transport();
   HttpResponse r;
   r.status = 201;
   r.content_type = "application/sdp";
   r.body = text;
-  r.session = v->id;
+  r.session = v->id();
   reply(promise, r);
-  GST_INFO_OBJECT(element(), "viewer %s answered", v->id.c_str());
-  g_signal_emit(self_, signals[SIGNAL_VIEWER_ADDED], 0, v->id.c_str());
-}
-
-void Impl::on_connected(Viewer *v) {
-  if (v->connected.exchange(true)) return;
-  v->last_rtcp_us = g_get_monotonic_time();
-  GST_INFO_OBJECT(element(), "viewer %s connected", v->id.c_str());
-  // RTCP from the viewer proves it is alive (vanished viewers are found by
-  // its silence) and carries its NACK/PLI counts and RTT for the stats.
-  gobj::Ref<GstElement> rtpbin;
-  GstIterator *it = gst_bin_iterate_elements(GST_BIN(v->webrtcbin.get()));
-  GValue item = G_VALUE_INIT;
-  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
-    auto *e = GST_ELEMENT(g_value_get_object(&item));
-    GstElementFactory *f = gst_element_get_factory(e);
-    if (f && g_str_equal(GST_OBJECT_NAME(f), "rtpbin")) rtpbin = gobj::ref(e);
-    g_value_reset(&item);
-  }
-  g_value_unset(&item);
-  gst_iterator_free(it);
-  if (rtpbin) {
-    GObject *session = nullptr;
-    g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, &session);
-    if (session) {
-      v->connect(session, "on-receiving-rtcp",
-                 G_CALLBACK(+[](GObject *, GstBuffer *, gpointer data) {
-                   static_cast<Viewer *>(data)->last_rtcp_us = g_get_monotonic_time();
-                 }));
-      std::lock_guard<std::mutex> g(v->handlers_lock);
-      v->session = gobj::adopt(session);
-    }
-  }
-  std::lock_guard<std::mutex> g(v->legs_lock);
-  if (v->torn_down) return;
-  for (auto &leg : v->legs) leg.input->fanout->set_ready(leg.branch);
+  GST_INFO_OBJECT(element(), "viewer %s answered", v->id().c_str());
+  g_signal_emit(self_, signals[SIGNAL_VIEWER_ADDED], 0, v->id().c_str());
 }
 
 HttpResponse Impl::patch(const HttpRequest &req) {
@@ -646,12 +452,7 @@ HttpResponse Impl::patch(const HttpRequest &req) {
   const std::string body = req.body_string();
   if (body.find("a=ice-ufrag:") != std::string::npos && body.find("a=candidate") == std::string::npos)
     return HttpResponse::text(422, "ICE restart is not supported; trickle ICE is");
-  gobj::Unique<gchar *> lines(g_strsplit(body.c_str(), "\n", -1));
-  for (gchar **l = lines.get(); l && *l; l++) {
-    std::string line = g_strstrip(*l);
-    if (line.rfind("a=candidate:", 0) == 0)
-      g_signal_emit_by_name(v->webrtcbin.get(), "add-ice-candidate", 0u, line.substr(2).c_str());
-  }
+  v->add_remote_candidates(body);
   HttpResponse r;
   r.status = 204;
   return r;
@@ -689,41 +490,19 @@ bool Impl::remove_viewer(const std::string &id, const char *why) {
   gst_element_call_async(
       element(),
       +[](GstElement *, gpointer data) {
-        auto &v = *static_cast<std::shared_ptr<Viewer> *>(data);
-        v->impl->teardown(v);
+        auto *job = static_cast<std::pair<Impl *, std::shared_ptr<Viewer>> *>(data);
+        job->first->teardown(job->second);
       },
-      new std::shared_ptr<Viewer>(v),
-      +[](gpointer d) { delete static_cast<std::shared_ptr<Viewer> *>(d); });
+      new std::pair<Impl *, std::shared_ptr<Viewer>>(this, v),
+      +[](gpointer d) { delete static_cast<std::pair<Impl *, std::shared_ptr<Viewer>> *>(d); });
   return true;
 }
 
 void Impl::teardown(const std::shared_ptr<Viewer> &v) {
-  std::vector<Viewer::Leg> legs;
-  {
-    std::lock_guard<std::mutex> g(v->legs_lock);
-    if (v->torn_down) return;
-    v->torn_down = true;
-    legs = v->legs;
-  }
-  // No new packets for this viewer; then stop its webrtcbin, which also
-  // unblocks a push in flight (e.g. its sink waiting for preroll while the
-  // pipeline pauses); only then wait for that push and unlink.
-  for (auto &leg : legs)
-    if (leg.branch) leg.input->fanout->detach_branch(leg.branch);
-  v->disconnect_all();
-  gst_element_set_locked_state(v->webrtcbin.get(), TRUE);
-  gst_element_set_state(v->webrtcbin.get(), GST_STATE_NULL);
-  for (auto &leg : legs)
-    if (leg.branch) leg.input->fanout->release_branch(leg.branch);
-  for (auto &leg : legs)
-    if (leg.sinkpad) gst_element_release_request_pad(v->webrtcbin.get(), leg.sinkpad.get());
-  gst_bin_remove(GST_BIN(element()), v->webrtcbin.get());
-  {
-    std::lock_guard<std::mutex> g(v->handlers_lock);
-    v->session.reset();
-  }
-  GST_INFO_OBJECT(element(), "viewer %s released", v->id.c_str());
-  g_signal_emit(self_, signals[SIGNAL_VIEWER_REMOVED], 0, v->id.c_str());
+  if (!v->stop()) return;
+  gst_bin_remove(GST_BIN(element()), v->webrtcbin());
+  GST_INFO_OBJECT(element(), "viewer %s released", v->id().c_str());
+  g_signal_emit(self_, signals[SIGNAL_VIEWER_REMOVED], 0, v->id().c_str());
 }
 
 void Impl::remove_all_viewers() {
@@ -746,17 +525,9 @@ void Impl::housekeeping() {
   std::vector<std::pair<std::string, const char *>> gone;
   {
     std::lock_guard<std::mutex> g(lock_);
-    for (auto &kv : viewers_) {
-      Viewer &v = *kv.second;
-      const gint64 ds = v.disconnected_since_us;
-      if (v.failed) gone.push_back({kv.first, "ICE or DTLS failed"});
-      else if (!v.connected && now - v.created_us > kConnectTimeoutUs)
-        gone.push_back({kv.first, "never connected"});
-      else if (ds && now - ds > kDisconnectedTimeoutUs)
-        gone.push_back({kv.first, "ICE disconnected"});
-      else if (v.connected && rtcp_timeout && now - v.last_rtcp_us > rtcp_timeout)
-        gone.push_back({kv.first, "no RTCP from the viewer"});
-    }
+    for (auto &kv : viewers_)
+      if (const char *why = kv.second->gone_reason(now, rtcp_timeout))
+        gone.push_back({kv.first, why});
   }
   for (auto &g : gone) remove_viewer(g.first, g.second);
 }
@@ -809,51 +580,7 @@ GstStructure *Impl::viewer_stats(const std::string &id) {
     auto it = viewers_.find(id);
     if (it != viewers_.end()) v = it->second;
   }
-  if (!v) return nullptr;
-  guint64 bytes = 0, packets = 0, keyframe_requests = 0;
-  {
-    std::lock_guard<std::mutex> g(v->legs_lock);
-    for (auto &leg : v->legs) {
-      bytes += leg.branch->bytes;
-      packets += leg.branch->packets;
-      keyframe_requests += leg.branch->keyframe_requests;
-    }
-  }
-  guint nacks = 0, plis = 0;
-  double rtt = -1;
-  gobj::Ref<GObject> session;
-  {
-    std::lock_guard<std::mutex> g(v->handlers_lock);
-    session = v->session;
-  }
-  if (session) {
-    gobj::Unique<GstStructure> st;
-    g_object_get(session.get(), "stats", static_cast<GstStructure **>(gobj::out(st)), nullptr);
-    GST_LOG_OBJECT(element(), "viewer %s session stats %" GST_PTR_FORMAT, id.c_str(), st.get());
-    const GValue *arr = st ? gst_structure_get_value(st.get(), "source-stats") : nullptr;
-    G_GNUC_BEGIN_IGNORE_DEPRECATIONS
-    GValueArray *sources = arr ? static_cast<GValueArray *>(g_value_get_boxed(arr)) : nullptr;
-    for (guint i = 0; sources && i < sources->n_values; i++) {
-      const GstStructure *src = gst_value_get_structure(g_value_array_get_nth(sources, i));
-      gboolean internal = FALSE;
-      gst_structure_get_boolean(src, "internal", &internal);
-      guint n = 0;
-      // Our senders count the NACK/PLI/FIR they received.
-      if (internal && gst_structure_get_uint(src, "recv-nack-count", &n)) nacks += n;
-      if (internal && gst_structure_get_uint(src, "recv-pli-count", &n)) plis += n;
-      if (internal && gst_structure_get_uint(src, "recv-fir-count", &n)) plis += n;
-      // The viewer's source carries its receiver report about our stream;
-      // rb-round-trip is in 1/65536 s and 0 until an RR echoes our SR.
-      if (!internal && gst_structure_get_uint(src, "rb-round-trip", &n) && n > 0)
-        rtt = std::max(rtt, n / 65536.0);
-    }
-    G_GNUC_END_IGNORE_DEPRECATIONS
-  }
-  return gst_structure_new("whep-viewer-stats", "session", G_TYPE_STRING, id.c_str(), "connected",
-                           G_TYPE_BOOLEAN, gboolean(v->connected.load()), "bytes-sent", G_TYPE_UINT64,
-                           bytes, "packets-sent", G_TYPE_UINT64, packets, "nacks-received", G_TYPE_UINT,
-                           nacks, "plis-received", G_TYPE_UINT, plis, "keyframe-requests",
-                           G_TYPE_UINT64, keyframe_requests, "rtt", G_TYPE_DOUBLE, rtt, nullptr);
+  return v ? v->stats() : nullptr;
 }
 
 }  // namespace

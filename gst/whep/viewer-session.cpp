@@ -1,0 +1,259 @@
+#include "viewer-session.h"
+
+#include <gst/webrtc/webrtc.h>
+
+#include <algorithm>
+
+GST_DEBUG_CATEGORY_EXTERN(whepserversink_debug);
+#define GST_CAT_DEFAULT whepserversink_debug
+
+namespace whipwhep {
+
+namespace {
+constexpr gint64 kConnectTimeoutUs = 20 * G_USEC_PER_SEC;
+constexpr gint64 kDisconnectedTimeoutUs = 10 * G_USEC_PER_SEC;
+}  // namespace
+
+std::shared_ptr<ViewerSession> ViewerSession::create(const std::string &id, guint latency_ms,
+                                                     const IceSettings &ice, Hooks hooks) {
+  std::shared_ptr<ViewerSession> v(new ViewerSession(id, std::move(hooks)));
+  v->webrtcbin_ = gobj::sink(gst_element_factory_make("webrtcbin", ("viewer-" + id).c_str()));
+  if (!v->webrtcbin_) return nullptr;
+  g_object_set(v->webrtcbin_.get(), "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency",
+               latency_ms, nullptr);
+  configure_ice(v->webrtcbin_.get(), ice);
+  v->connect(v->webrtcbin_.get(), "notify::ice-connection-state",
+             G_CALLBACK(+[](GstElement *, GParamSpec *, gpointer data) {
+               static_cast<ViewerSession *>(data)->on_ice_state();
+             }));
+  return v;
+}
+
+ViewerSession::~ViewerSession() { disconnect_all(); }
+
+void ViewerSession::connect(gpointer instance, const char *signal, GCallback cb) {
+  std::lock_guard<std::mutex> g(handlers_lock_);
+  gulong handler = g_signal_connect(instance, signal, cb, this);
+  handlers_.emplace_back(gobj::ref(G_OBJECT(instance)), handler);
+}
+
+void ViewerSession::disconnect_all() {
+  std::lock_guard<std::mutex> g(handlers_lock_);
+  for (auto &h : handlers_)
+    if (g_signal_handler_is_connected(h.first.get(), h.second))
+      g_signal_handler_disconnect(h.first.get(), h.second);
+  handlers_.clear();
+}
+
+void ViewerSession::on_ice_state() {
+  GstWebRTCICEConnectionState st;
+  g_object_get(webrtcbin_.get(), "ice-connection-state", &st, nullptr);
+  if (st == GST_WEBRTC_ICE_CONNECTION_STATE_FAILED) {
+    failed_ = true;
+    hooks_.schedule_remove(id_, "ICE failed");
+  } else if (st == GST_WEBRTC_ICE_CONNECTION_STATE_DISCONNECTED) {
+    gint64 zero = 0;
+    disconnected_since_us_.compare_exchange_strong(zero, g_get_monotonic_time());
+  } else if (st != GST_WEBRTC_ICE_CONNECTION_STATE_CLOSED) {
+    disconnected_since_us_ = 0;
+  }
+}
+
+std::string ViewerSession::prepare_answer(const ViewerPlan &plan,
+                                          const std::vector<std::shared_ptr<Input>> &inputs) {
+  GstElement *bin = webrtcbin_.get();
+  // webrtcbin 1.22 creates no transceivers from a remote offer: each
+  // requested sink pad brings one, matched to the offer's m-line by its
+  // codec preferences when the answer is created.
+  std::vector<Leg> legs;
+  for (const auto &l : plan.legs) {
+    std::string pad_name = "sink_" + std::to_string(l.mline);
+    gobj::Ref<GstPad> pad = gobj::adopt(gst_element_request_pad_simple(bin, pad_name.c_str()));
+    if (!pad) return "webrtcbin refused a sink pad for m-line " + std::to_string(l.mline);
+    gobj::Ref<GstWebRTCRTPTransceiver> trans;
+    g_object_get(pad.get(), "transceiver", trans.out(), nullptr);
+    if (!trans) return "webrtcbin gave no transceiver for m-line " + std::to_string(l.mline);
+    // Facts #2: without preferences and a direction the answer is inactive.
+    g_object_set(trans.get(), "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY,
+                 "codec-preferences", l.codec_preferences.get(), "do-nack",
+                 inputs[l.stream]->kind == MediaKind::Video, nullptr);
+    Leg leg;
+    leg.input = inputs[l.stream];
+    leg.sinkpad = pad;
+    leg.branch = leg.input->fanout->add_branch(pad.get(), l.pt);
+    legs.push_back(std::move(leg));
+  }
+  std::lock_guard<std::mutex> g(legs_lock_);
+  legs_ = std::move(legs);
+  if (stopped_)  // removed meanwhile: undo at once
+    for (auto &leg : legs_) leg.input->fanout->remove_branch(leg.branch);
+  return {};
+}
+
+void ViewerSession::watch_transport() {
+  // Media flows to a viewer once its DTLS transport is up (see fanout.h).
+  gobj::Ref<GstWebRTCDTLSTransport> transport;
+  {
+    std::lock_guard<std::mutex> g(legs_lock_);
+    for (auto &leg : legs_) {
+      gobj::Ref<GstWebRTCRTPTransceiver> trans;
+      g_object_get(leg.sinkpad.get(), "transceiver", trans.out(), nullptr);
+      if (!trans) continue;
+      gobj::Ref<GstWebRTCRTPSender> sender;
+      g_object_get(trans.get(), "sender", sender.out(), nullptr);
+      if (sender) g_object_get(sender.get(), "transport", transport.out(), nullptr);
+      if (transport) break;
+    }
+  }
+  if (!transport) return;
+  connect(transport.get(), "notify::state",
+          G_CALLBACK(+[](GstWebRTCDTLSTransport *t, GParamSpec *, gpointer data) {
+            auto *v = static_cast<ViewerSession *>(data);
+            GstWebRTCDTLSTransportState st;
+            g_object_get(t, "state", &st, nullptr);
+            if (st == GST_WEBRTC_DTLS_TRANSPORT_STATE_CONNECTED) {
+              v->on_connected();
+            } else if (st == GST_WEBRTC_DTLS_TRANSPORT_STATE_FAILED) {
+              v->failed_ = true;
+              v->hooks_.schedule_remove(v->id_, "DTLS failed");
+            }
+          }));
+  GstWebRTCDTLSTransportState st;
+  g_object_get(transport.get(), "state", &st, nullptr);
+  if (st == GST_WEBRTC_DTLS_TRANSPORT_STATE_CONNECTED) on_connected();
+}
+
+void ViewerSession::on_connected() {
+  if (connected_.exchange(true)) return;
+  last_rtcp_us_ = g_get_monotonic_time();
+  GST_INFO_OBJECT(webrtcbin_.get(), "viewer %s connected", id_.c_str());
+  // RTCP from the viewer proves it is alive (vanished viewers are found by
+  // its silence) and carries its NACK/PLI counts and RTT for the stats.
+  gobj::Ref<GstElement> rtpbin;
+  GstIterator *it = gst_bin_iterate_elements(GST_BIN(webrtcbin_.get()));
+  GValue item = G_VALUE_INIT;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto *e = GST_ELEMENT(g_value_get_object(&item));
+    GstElementFactory *f = gst_element_get_factory(e);
+    if (f && g_str_equal(GST_OBJECT_NAME(f), "rtpbin")) rtpbin = gobj::ref(e);
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  if (rtpbin) {
+    GObject *session = nullptr;
+    g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, &session);
+    if (session) {
+      connect(session, "on-receiving-rtcp",
+              G_CALLBACK(+[](GObject *, GstBuffer *, gpointer data) {
+                static_cast<ViewerSession *>(data)->last_rtcp_us_ = g_get_monotonic_time();
+              }));
+      std::lock_guard<std::mutex> g(handlers_lock_);
+      rtp_session_ = gobj::adopt(session);
+    }
+  }
+  std::lock_guard<std::mutex> g(legs_lock_);
+  if (stopped_) return;
+  for (auto &leg : legs_) leg.input->fanout->set_ready(leg.branch);
+}
+
+void ViewerSession::add_remote_candidates(const std::string &sdpfrag) {
+  gobj::Unique<gchar *> lines(g_strsplit(sdpfrag.c_str(), "\n", -1));
+  for (gchar **l = lines.get(); l && *l; l++) {
+    std::string line = g_strstrip(*l);
+    if (line.rfind("a=candidate:", 0) == 0)
+      g_signal_emit_by_name(webrtcbin_.get(), "add-ice-candidate", 0u, line.substr(2).c_str());
+  }
+}
+
+const char *ViewerSession::gone_reason(gint64 now, gint64 rtcp_timeout) const {
+  const gint64 ds = disconnected_since_us_;
+  if (failed_) return "ICE or DTLS failed";
+  if (!connected_ && now - created_us_ > kConnectTimeoutUs) return "never connected";
+  if (ds && now - ds > kDisconnectedTimeoutUs) return "ICE disconnected";
+  if (connected_ && rtcp_timeout && now - last_rtcp_us_ > rtcp_timeout)
+    return "no RTCP from the viewer";
+  return nullptr;
+}
+
+void ViewerSession::drop_input(const std::shared_ptr<Input> &in) {
+  std::lock_guard<std::mutex> g(legs_lock_);
+  for (auto &leg : legs_)
+    if (leg.input == in && leg.branch) in->fanout->remove_branch(leg.branch);
+}
+
+bool ViewerSession::stop() {
+  std::vector<Leg> legs;
+  {
+    std::lock_guard<std::mutex> g(legs_lock_);
+    if (stopped_) return false;
+    stopped_ = true;
+    legs = legs_;
+  }
+  // No new packets for this viewer; then stop its webrtcbin, which also
+  // unblocks a push in flight (e.g. its sink waiting for preroll while the
+  // pipeline pauses); only then wait for that push and unlink.
+  for (auto &leg : legs)
+    if (leg.branch) leg.input->fanout->detach_branch(leg.branch);
+  disconnect_all();
+  gst_element_set_locked_state(webrtcbin_.get(), TRUE);
+  gst_element_set_state(webrtcbin_.get(), GST_STATE_NULL);
+  for (auto &leg : legs)
+    if (leg.branch) leg.input->fanout->release_branch(leg.branch);
+  for (auto &leg : legs)
+    if (leg.sinkpad) gst_element_release_request_pad(webrtcbin_.get(), leg.sinkpad.get());
+  std::lock_guard<std::mutex> g(handlers_lock_);
+  rtp_session_.reset();
+  return true;
+}
+
+GstStructure *ViewerSession::stats() {
+  guint64 bytes = 0, packets = 0, keyframe_requests = 0;
+  {
+    std::lock_guard<std::mutex> g(legs_lock_);
+    for (auto &leg : legs_) {
+      bytes += leg.branch->bytes;
+      packets += leg.branch->packets;
+      keyframe_requests += leg.branch->keyframe_requests;
+    }
+  }
+  guint nacks = 0, plis = 0;
+  double rtt = -1;
+  gobj::Ref<GObject> session;
+  {
+    std::lock_guard<std::mutex> g(handlers_lock_);
+    session = rtp_session_;
+  }
+  if (session) {
+    // RTPSession builds this under its own lock: safe from any thread.
+    gobj::Unique<GstStructure> st;
+    g_object_get(session.get(), "stats", static_cast<GstStructure **>(gobj::out(st)), nullptr);
+    GST_LOG_OBJECT(webrtcbin_.get(), "viewer %s session stats %" GST_PTR_FORMAT, id_.c_str(),
+                   st.get());
+    const GValue *arr = st ? gst_structure_get_value(st.get(), "source-stats") : nullptr;
+    G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+    GValueArray *sources = arr ? static_cast<GValueArray *>(g_value_get_boxed(arr)) : nullptr;
+    for (guint i = 0; sources && i < sources->n_values; i++) {
+      const GstStructure *src = gst_value_get_structure(g_value_array_get_nth(sources, i));
+      gboolean internal = FALSE;
+      gst_structure_get_boolean(src, "internal", &internal);
+      guint n = 0;
+      // Our senders count the NACK/PLI/FIR they received.
+      if (internal && gst_structure_get_uint(src, "recv-nack-count", &n)) nacks += n;
+      if (internal && gst_structure_get_uint(src, "recv-pli-count", &n)) plis += n;
+      if (internal && gst_structure_get_uint(src, "recv-fir-count", &n)) plis += n;
+      // The viewer's source carries its receiver report about our stream;
+      // rb-round-trip is in 1/65536 s and 0 until an RR echoes our SR.
+      if (!internal && gst_structure_get_uint(src, "rb-round-trip", &n) && n > 0)
+        rtt = std::max(rtt, n / 65536.0);
+    }
+    G_GNUC_END_IGNORE_DEPRECATIONS
+  }
+  return gst_structure_new("whep-viewer-stats", "session", G_TYPE_STRING, id_.c_str(), "connected",
+                           G_TYPE_BOOLEAN, gboolean(connected_.load()), "bytes-sent", G_TYPE_UINT64,
+                           bytes, "packets-sent", G_TYPE_UINT64, packets, "nacks-received", G_TYPE_UINT,
+                           nacks, "plis-received", G_TYPE_UINT, plis, "keyframe-requests",
+                           G_TYPE_UINT64, keyframe_requests, "rtt", G_TYPE_DOUBLE, rtt, nullptr);
+}
+
+}  // namespace whipwhep

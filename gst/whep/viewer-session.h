@@ -1,0 +1,90 @@
+// One WHEP viewer of whepserversink: its sendonly webrtcbin, the fan-out
+// branches ("legs") that feed it, the connection watchdog state and its
+// stats. The element owns the map of sessions, HTTP routing and the bin;
+// a session only asks the element (through ViewerSession::Hooks) to remove
+// it, because removal must leave the calling thread (see whepserversink.cpp).
+#pragma once
+
+#include <gst/gst.h>
+#include <gst/sdp/sdp.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fanout.h"
+#include "gobj.h"
+#include "ice.h"
+#include "input-payloader.h"
+#include "viewer-plan.h"
+
+namespace whipwhep {
+
+class ViewerSession {
+ public:
+  struct Hooks {
+    // Remove this viewer later, off the calling thread (a webrtcbin callback).
+    std::function<void(const std::string &id, const char *why)> schedule_remove;
+  };
+  struct Leg {
+    std::shared_ptr<Input> input;
+    std::shared_ptr<Fanout::Branch> branch;
+    gobj::Ref<GstPad> sinkpad;
+  };
+
+  // Creates the viewer's webrtcbin (not yet in a bin); nullptr if webrtcbin
+  // is not installed.
+  static std::shared_ptr<ViewerSession> create(const std::string &id, guint latency_ms,
+                                               const IceSettings &ice, Hooks hooks);
+  ~ViewerSession();
+  ViewerSession(const ViewerSession &) = delete;
+  ViewerSession &operator=(const ViewerSession &) = delete;
+
+  const std::string &id() const { return id_; }
+  GstElement *webrtcbin() const { return webrtcbin_.get(); }
+  bool connected() const { return connected_; }
+
+  // On webrtcbin's thread, before create-answer: one sink pad + sendonly
+  // transceiver + fan-out branch per planned leg. Returns an error or "".
+  std::string prepare_answer(const ViewerPlan &plan,
+                             const std::vector<std::shared_ptr<Input>> &inputs);
+  // After the answer: media starts once DTLS is connected.
+  void watch_transport();
+  // PATCH body (trickle-ice-sdpfrag): hands its candidates to webrtcbin.
+  void add_remote_candidates(const std::string &sdpfrag);
+  // Why the watchdog should remove this viewer now, or nullptr.
+  const char *gone_reason(gint64 now_us, gint64 rtcp_timeout_us) const;
+  // Legs fed by `in`, which is going away: stop feeding them.
+  void drop_input(const std::shared_ptr<Input> &in);
+  // Stops feeding and stopping the webrtcbin, releases its pads; the caller
+  // then removes webrtcbin() from its bin. Returns false if already stopped.
+  bool stop();
+  // "whep-viewer-stats" structure (see whepserversink.cpp), transfer full.
+  GstStructure *stats();
+
+ private:
+  ViewerSession(const std::string &id, Hooks hooks) : id_(id), hooks_(std::move(hooks)) {}
+  void connect(gpointer instance, const char *signal, GCallback cb);
+  void disconnect_all();
+  void on_ice_state();
+  void on_connected();
+
+  const std::string id_;
+  const Hooks hooks_;
+  gobj::Ref<GstElement> webrtcbin_;
+  std::mutex legs_lock_;
+  std::vector<Leg> legs_;   // set on webrtcbin's thread before the answer
+  bool stopped_ = false;    // under legs_lock_
+  std::mutex handlers_lock_;
+  std::vector<std::pair<gobj::Ref<GObject>, gulong>> handlers_;
+  gobj::Ref<GObject> rtp_session_;  // webrtcbin's RTPSession (RTCP counters), under handlers_lock_
+  std::atomic<bool> connected_{false}, failed_{false};
+  const gint64 created_us_ = g_get_monotonic_time();
+  std::atomic<gint64> last_rtcp_us_{0}, disconnected_since_us_{0};
+};
+
+}  // namespace whipwhep
