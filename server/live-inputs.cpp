@@ -1,5 +1,8 @@
 #include "live-inputs.h"
 
+#include "common/offer-checks.h"
+#include "common/webrtc-negotiation.h"
+
 GST_DEBUG_CATEGORY_STATIC(live_inputs_debug);
 #define GST_CAT_DEFAULT live_inputs_debug
 
@@ -21,6 +24,22 @@ whipwhep::HttpResponse with_header(whipwhep::HttpResponse r, const char *name,
                                    const char *value) {
   r.headers.emplace_back(name, value);
   return r;
+}
+
+// Offers WebRTC forbids or we do not serve (gst/common/offer-checks.h) are
+// refused before a pipeline or a webrtcbin exists for them: webrtcbin would
+// answer some of them, and a WHIP session would hold the input's publisher
+// slot for an offer that can never connect.
+bool refused_bad_offer(const whipwhep::HttpRequest &req, whipwhep::ResponseCallback &done) {
+  if (req.method != "POST" || !req.session.empty() || !req.body ||
+      req.content_type != "application/sdp")
+    return false;
+  std::string why;
+  gobj::Unique<GstSDPMessage> offer(whipwhep::parse_sdp(req.body_string(), &why));
+  const guint status = offer ? whipwhep::check_offer(offer.get(), &why) : 400;
+  if (!status) return false;
+  done(whipwhep::HttpResponse::text(status, why));
+  return true;
 }
 
 }  // namespace
@@ -193,6 +212,7 @@ void LiveInputs::publish(const std::string &secret, const whipwhep::HttpRequest 
     done(whipwhep::HttpResponse::text(403, "this live input is disabled"));
     return;
   }
+  if (refused_bad_offer(req, done)) return;
   if (!is_new_session && running_.find(r->uid) == running_.end()) {
     done(whipwhep::HttpResponse::text(404, "no such session"));
     return;
@@ -252,6 +272,7 @@ void LiveInputs::play(const std::string &uid, const whipwhep::HttpRequest &req,
       return;
     }
   }
+  if (refused_bad_offer(req, done)) return;
   if (!is_new_session && it == running_.end()) {
     done(whipwhep::HttpResponse::text(404, "no such session"));
     return;
