@@ -25,6 +25,10 @@
 //   change states: sessions are torn down through gst_element_call_async.
 //   A 1 s watchdog on the shared signalling context ends sessions whose ICE
 //   failed or whose media stopped.
+// Files: this one is the element (GObject glue, properties, request
+// routing, the session map, src pad retargeting, watchdog tick);
+// publisher-session.h is one publisher (chains, watchdog state);
+// publish-offer.h plans the answer.
 #include "whipserversrc.h"
 
 #include <gst/video/video.h>
@@ -43,6 +47,7 @@
 #include "http-types.h"
 #include "ice.h"
 #include "publish-offer.h"
+#include "publisher-session.h"
 #include "sdp-codecs.h"
 #include "sdpfrag.h"
 #include "signalling-context.h"
@@ -60,9 +65,6 @@ using namespace whipwhep;
 constexpr const char *kDefaultAddress = "127.0.0.1";
 constexpr guint kDefaultLatencyMs = 40;
 constexpr gint64 kKeyframeMinIntervalUs = 500 * 1000;
-constexpr gint64 kNoMediaAtStartUs = 10 * G_USEC_PER_SEC;   // answer -> first RTP
-constexpr gint64 kMediaStoppedUs = 15 * G_USEC_PER_SEC;     // last RTP -> gone
-constexpr gint64 kIceDisconnectedUs = 8 * G_USEC_PER_SEC;   // disconnected -> gone
 
 struct Settings {
   std::string address = kDefaultAddress;
@@ -83,28 +85,7 @@ struct Output {
   std::atomic<gint64> last_keyframe_request{0};
 };
 
-struct Chain {
-  std::vector<gobj::Ref<GstElement>> elements;
-  gobj::Ref<GstPad> src;         // output of the chain (a ghost pad's target)
-  gobj::Ref<GstPad> webrtc_pad;  // webrtcbin's src pad feeding it
-  std::string output;
-};
-
-struct Session {
-  std::string id;
-  std::string etag;
-  std::string remote_ufrag;
-  gobj::Ref<GstElement> webrtcbin;
-  std::vector<MlinePlan> plan;
-  std::mutex lock;  // chains
-  std::vector<Chain> chains;
-  std::atomic<bool> closing{false};
-  std::atomic<bool> announced{false};  // publisher-connected emitted
-  std::atomic<gint64> created{0};
-  std::atomic<gint64> last_media{0};
-  std::atomic<gint64> ice_bad_since{0};  // disconnected since, 0 = fine
-  std::atomic<bool> ice_failed{false};
-};
+using Session = PublisherSession;
 
 enum { SIGNAL_HANDLE_REQUEST, SIGNAL_PUBLISHER_CONNECTED, SIGNAL_PUBLISHER_DISCONNECTED, N_SIGNALS };
 guint signals[N_SIGNALS];
@@ -447,26 +428,6 @@ void Impl::update_publishing() {
     g_object_notify_by_pspec(G_OBJECT(element_), props[PROP_PUBLISHING]);
 }
 
-GstPadProbeReturn chain_output_probe(GstPad *, GstPadProbeInfo *info, gpointer data) {
-  auto *session = static_cast<Session *>(data);
-  if (session->closing) return GST_PAD_PROBE_DROP;
-  if (info->type & (GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST)) {
-    session->last_media = g_get_monotonic_time();
-    return GST_PAD_PROBE_OK;
-  }
-  if (info->type & GST_PAD_PROBE_TYPE_EVENT_BOTH) {
-    switch (GST_EVENT_TYPE(GST_PAD_PROBE_INFO_EVENT(info))) {
-      case GST_EVENT_EOS:
-      case GST_EVENT_FLUSH_START:
-      case GST_EVENT_FLUSH_STOP:
-        return GST_PAD_PROBE_DROP;  // the element's pads outlive the publisher
-      default:
-        break;
-    }
-  }
-  return GST_PAD_PROBE_OK;
-}
-
 GstPadProbeReturn keyframe_rate_limit(GstPad *pad, GstPadProbeInfo *info, gpointer data) {
   GstEvent *ev = GST_PAD_PROBE_INFO_EVENT(info);
   if (!ev || !gst_video_event_is_force_key_unit(ev)) return GST_PAD_PROBE_OK;
@@ -482,10 +443,6 @@ GstPadProbeReturn keyframe_rate_limit(GstPad *pad, GstPadProbeInfo *info, gpoint
   return GST_PAD_PROBE_OK;
 }
 
-GstElement *make_element(const char *factory) {
-  return factory ? gst_element_factory_make(factory, nullptr) : nullptr;
-}
-
 void Impl::on_pad_added(Session &session, GstPad *pad) {
   if (GST_PAD_DIRECTION(pad) != GST_PAD_SRC || session.closing) return;
   gobj::Ref<GstWebRTCRTPTransceiver> trans;
@@ -496,68 +453,23 @@ void Impl::on_pad_added(Session &session, GstPad *pad) {
     // Never leave a webrtcbin pad unlinked: not-linked stops the shared
     // (bundled) transport and with it every stream of the session.
     GST_WARNING_OBJECT(element_, "unexpected stream on %s (m-line %u)", GST_PAD_NAME(pad), mline);
-    GstElement *sink = gst_element_factory_make("fakesink", nullptr);
-    g_object_set(sink, "async", FALSE, "sync", FALSE, nullptr);
-    gst_bin_add(GST_BIN(element_), sink);
-    gst_element_sync_state_with_parent(sink);
-    gobj::Ref<GstPad> sp = gobj::adopt(gst_element_get_static_pad(sink, "sink"));
-    gst_pad_link(pad, sp.get());
-    Chain c;
-    c.elements.push_back(gobj::ref(sink));
-    std::lock_guard<std::mutex> l(session.lock);
-    session.chains.push_back(c);
+    session.sink_unexpected_stream(GST_BIN(element_), pad);
     return;
   }
   const MlinePlan &p = session.plan[mline];
-  auto recipe = depay_chain_for(p.codec.encoding);
-  if (!recipe) return;
-
   Chain chain;
-  chain.output = p.output;
-  chain.webrtc_pad = gobj::ref(pad);
-  for (const char *f : {recipe->depayloader, recipe->parser, "capsfilter"}) {
-    if (!f) continue;
-    GstElement *e = make_element(f);
-    if (!e) {
-      GST_ELEMENT_ERROR(element_, CORE, MISSING_PLUGIN, ("element '%s' is not installed", f),
+  std::string what;
+  switch (session.build_chain(GST_BIN(element_), p, pad, &chain, &what)) {
+    case Session::ChainError::None:
+      break;
+    case Session::ChainError::MissingElement:
+      GST_ELEMENT_ERROR(element_, CORE, MISSING_PLUGIN, ("element '%s' is not installed", what.c_str()),
                         (nullptr));
       return;
-    }
-    chain.elements.push_back(gobj::sink(e));
-  }
-  GstElement *depay = chain.elements.front().get();
-  // Recover from loss by asking for a keyframe instead of decoding garbage.
-  if (g_object_class_find_property(G_OBJECT_GET_CLASS(depay), "request-keyframe"))
-    g_object_set(depay, "request-keyframe", TRUE, "wait-for-keyframe", TRUE, nullptr);
-  if (recipe->parser && g_str_equal(recipe->parser, "h264parse"))
-    g_object_set(chain.elements[1].get(), "config-interval", -1, nullptr);
-  gobj::Ref<GstCaps> caps = gobj::adopt(gst_caps_from_string(recipe->output_caps));
-  g_object_set(chain.elements.back().get(), "caps", caps.get(), nullptr);
-
-  for (auto &e : chain.elements) gst_bin_add(GST_BIN(element_), e.get());
-  {
-    // Tracked from here on, so teardown removes them even if linking fails.
-    std::lock_guard<std::mutex> l(session.lock);
-    Chain tracked;
-    tracked.elements = chain.elements;
-    session.chains.push_back(tracked);
-  }
-  bool linked = true;
-  for (size_t i = 0; i + 1 < chain.elements.size(); i++)
-    linked = linked && gst_element_link(chain.elements[i].get(), chain.elements[i + 1].get());
-  chain.src = gobj::adopt(gst_element_get_static_pad(chain.elements.back().get(), "src"));
-  gst_pad_add_probe(chain.src.get(),
-                    GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST |
-                                    GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM |
-                                    GST_PAD_PROBE_TYPE_EVENT_FLUSH),
-                    chain_output_probe, &session, nullptr);
-  for (auto &e : chain.elements) gst_element_sync_state_with_parent(e.get());
-  gobj::Ref<GstPad> sink = gobj::adopt(gst_element_get_static_pad(depay, "sink"));
-  if (!linked || GST_PAD_LINK_FAILED(gst_pad_link(pad, sink.get()))) {
-    GST_ELEMENT_ERROR(element_, CORE, NEGOTIATION,
-                      ("cannot link the %s stream of the publisher", p.codec.encoding.c_str()),
-                      (nullptr));
-    return;
+    case Session::ChainError::LinkFailed:
+      GST_ELEMENT_ERROR(element_, CORE, NEGOTIATION,
+                        ("cannot link the %s stream of the publisher", what.c_str()), (nullptr));
+      return;
   }
 
   // Point the persistent src pad at this chain (create it the first time).
@@ -593,7 +505,7 @@ void Impl::on_pad_added(Session &session, GstPad *pad) {
   GST_INFO_OBJECT(element_, "session %s: %s now carries %s", session.id.c_str(),
                   p.output.c_str(), p.codec.encoding.c_str());
   // A new publisher: ask for a keyframe once, so consumers start at once.
-  if (recipe->output_caps[0] == 'v')
+  if (p.output.rfind("video", 0) == 0)
     gst_pad_send_event(pad, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
                                                                         TRUE, 0));
   session.last_media = g_get_monotonic_time();
@@ -603,40 +515,15 @@ void Impl::on_pad_added(Session &session, GstPad *pad) {
   }
 }
 
-void Impl::on_ice_state(Session &session) {
-  if (!session.webrtcbin) return;
-  GstWebRTCICEConnectionState ice;
-  GstWebRTCPeerConnectionState pc;
-  g_object_get(session.webrtcbin.get(), "ice-connection-state", &ice, "connection-state", &pc,
-               nullptr);
-  if (ice == GST_WEBRTC_ICE_CONNECTION_STATE_FAILED ||
-      pc == GST_WEBRTC_PEER_CONNECTION_STATE_FAILED)
-    session.ice_failed = true;
-  if (ice == GST_WEBRTC_ICE_CONNECTION_STATE_DISCONNECTED) {
-    gint64 expected = 0;
-    session.ice_bad_since.compare_exchange_strong(expected, g_get_monotonic_time());
-  } else {
-    session.ice_bad_since = 0;
-  }
-}
+void Impl::on_ice_state(Session &session) { session.update_ice_state(); }
 
 void Impl::watchdog() {
   std::vector<std::pair<std::string, const char *>> dead;
   const gint64 now = g_get_monotonic_time();
   {
     std::lock_guard<std::mutex> l(lock_);
-    for (const auto &kv : sessions_) {
-      const Session &s = *kv.second;
-      const gint64 bad = s.ice_bad_since;
-      if (s.ice_failed)
-        dead.emplace_back(kv.first, "ICE or DTLS failed");
-      else if (bad && now - bad > kIceDisconnectedUs)
-        dead.emplace_back(kv.first, "ICE disconnected");
-      else if (!s.announced && now - s.created > kNoMediaAtStartUs)
-        dead.emplace_back(kv.first, "no media arrived");
-      else if (s.announced && now - s.last_media > kMediaStoppedUs)
-        dead.emplace_back(kv.first, "media stopped");
-    }
+    for (const auto &kv : sessions_)
+      if (const char *why = kv.second->gone_reason(now)) dead.emplace_back(kv.first, why);
   }
   for (const auto &d : dead) remove_session(d.first, d.second);
 }
