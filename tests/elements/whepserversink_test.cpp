@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "harness.h"
@@ -383,6 +384,55 @@ TEST(WhepServerSink, ChurnDoesNotStallSteadyViewer) {
               " ms\n", gap_ms);
   RecordProperty("largest_gap_ms", int(gap_ms));
   EXPECT_LT(gap_ms, 400);  // 33 ms nominal; 400 leaves room for a loaded 2-core CI box
+}
+
+// Stats are read from another thread while viewers join and leave: every
+// answer is a complete structure or NULL (removed), and no GLib critical
+// (the harness fails the test on one) such as a hash table modified while
+// iterated.
+TEST(WhepServerSink, StatsQueriedDuringChurnAreConsistent) {
+  Source src;
+  ASSERT_TRUE(src.play_and_wait_caps());
+  std::mutex m;
+  std::vector<std::string> sessions;
+  std::atomic<bool> stop{false};
+  std::atomic<guint> answered{0}, incomplete{0};
+  std::thread poller([&] {
+    while (!stop) {
+      std::vector<std::string> ids;
+      {
+        std::lock_guard<std::mutex> g(m);
+        ids = sessions;
+      }
+      for (auto &id : ids) {
+        auto st = viewer_stats(src.sink.get(), id);
+        if (!st) continue;
+        answered++;
+        guint64 bytes = 0;
+        gboolean connected = FALSE;
+        if (!gst_structure_get_uint64(st.get(), "bytes-sent", &bytes) ||
+            !gst_structure_get_boolean(st.get(), "connected", &connected))
+          incomplete++;
+      }
+      g_usleep(2000);
+    }
+  });
+  for (int round = 0; round < 3; round++) {
+    std::vector<std::unique_ptr<Viewer>> vs;
+    for (int i = 0; i < 3; i++) {
+      vs.push_back(std::make_unique<Viewer>());
+      const std::string id = vs.back()->join(src.sink.get());
+      std::lock_guard<std::mutex> g(m);
+      sessions.push_back(id);
+    }
+    EXPECT_TRUE(all_decode(vs, 5, 0, 15000));
+    for (auto &v : vs) EXPECT_EQ(request(src.sink.get(), "DELETE", v->session, "").status, 200u);
+  }
+  EXPECT_TRUE(test::wait_for([&] { return src.webrtcbins() == 0; }, 10000));
+  stop = true;
+  poller.join();
+  EXPECT_GT(answered.load(), 0u);
+  EXPECT_EQ(incomplete.load(), 0u);
 }
 
 TEST(WhepServerSink, LossyViewerRecoversWithNackAndOthersUnaffected) {
