@@ -515,6 +515,11 @@ void churn(bool strict) {
       mark("oldest churner left (NULL took " + ms(g_get_monotonic_time() - t) + ")", t);
     }
   }
+  // Let a stall in progress end (bounded) so that both gaps are complete,
+  // not cut at different instants.
+  const gint64 churn_end = g_get_monotonic_time();
+  test::wait_for([&] { return steady.video.last_us() > churn_end && relay.relayed_video.last_us() > churn_end; },
+                 3000);
   const gint64 gap = steady.video.max_gap_us();
   const gint64 audio_gap = steady.audio.max_gap_us();
   const gint64 relay_gap = relay.relayed_video.max_gap_us();
@@ -543,7 +548,7 @@ void churn(bool strict) {
                 "not counted against the fan-out\n", ms(relay_gap).c_str(), ms(source_gap).c_str());
   }
   // What the fan-out itself adds to a stall coming from upstream.
-  EXPECT_LT(gap - relay_gap, 150 * 1000) << "the fan-out added " << ms(gap - relay_gap) << " to the largest gap";
+  EXPECT_LT(gap - relay_gap, 200 * 1000) << "the fan-out added " << ms(gap - relay_gap) << " to the largest gap";
   EXPECT_GE(frames, guint64(churn_us / 1000 / 33 / 2)) << "steady viewer lost frames during the churn";
   EXPECT_FALSE(relay.bus->has_error()) << relay.bus->error_text();
 }
