@@ -72,6 +72,7 @@ bool HttpApi::listen(GError **error) {
       soup_server_new("server-header", "whipwhep-server ", "raw-paths", TRUE, nullptr));
   g_signal_connect(server_.get(), "request-started", G_CALLBACK(&HttpApi::on_request_started),
                    this);
+  whipwhep::close_connections_after_response(server_.get());
   soup_server_add_early_handler(server_.get(), nullptr, &HttpApi::on_early, this, nullptr);
   soup_server_add_handler(server_.get(), nullptr, &HttpApi::on_request, this, nullptr);
   g_autoptr(GSocketAddress) addr =

@@ -63,6 +63,15 @@ void HttpListener::Impl::respond(SoupServerMessage *msg, const HttpResponse &res
   }
 }
 
+void close_connections_after_response(SoupServer *server) {
+  g_signal_connect(server, "request-started",
+                   G_CALLBACK(+[](SoupServer *, SoupServerMessage *msg, gpointer) {
+                     soup_message_headers_replace(soup_server_message_get_response_headers(msg),
+                                                  "Connection", "close");
+                   }),
+                   nullptr);
+}
+
 void HttpListener::Impl::handle(SoupServerMessage *msg, const char *path) {
   const std::string method = soup_server_message_get_method(msg);
   std::string p = path ? path : "";
@@ -129,6 +138,7 @@ gpointer HttpListener::Impl::thread_main(gpointer data) {
   auto *self = static_cast<Impl *>(data);
   g_main_context_push_thread_default(self->context);
   self->server = soup_server_new("server-header", "whipwhep ", nullptr);
+  close_connections_after_response(self->server);
 
   // Reject oversized bodies from the headers alone, before reading them.
   soup_server_add_early_handler(

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <gst/gst.h>
+#include <libsoup/soup.h>
 
 #include <memory>
 #include <string>
@@ -42,5 +43,12 @@ class HttpListener {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Makes `server` answer every request with "Connection: close". libsoup
+// 3.2 (Debian 12 ships 3.2.3) never closes an idle keep-alive connection
+// that its client closed: each one stays in CLOSE_WAIT holding an fd until
+// the process runs out (fixed upstream in 3.3.0, libsoup commit d20c6601).
+// WHIP/WHEP clients open a connection per request anyway.
+void close_connections_after_response(SoupServer *server);
 
 }  // namespace whipwhep

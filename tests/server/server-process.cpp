@@ -3,6 +3,7 @@
 #include <glib/gstdio.h>
 #include <signal.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "harness.h"
@@ -47,6 +48,11 @@ ServerProcess::ServerProcess(std::string data_dir) : data_dir_(std::move(data_di
 ServerProcess::~ServerProcess() { kill(); }
 
 bool ServerProcess::running() const { return proc_ && !reader_->exited; }
+
+int ServerProcess::pid() const {
+  const gchar *id = proc_ ? g_subprocess_get_identifier(proc_.get()) : nullptr;
+  return id ? atoi(id) : 0;
+}
 
 void ServerProcess::read_next_line(const std::shared_ptr<Reader> &reader) {
   g_data_input_stream_read_line_async(

@@ -50,6 +50,9 @@ class ServerProcess {
   // Waits for the process to exit by itself (e.g. refused to start).
   int wait_exit(guint timeout_ms = 15000);
   bool running() const;
+  // The process id (0 when not started): tests read /proc/PID for its fds,
+  // threads and memory.
+  int pid() const;
 
   // Everything it printed so far (stdout and stderr merged).
   const std::string &output() const { return reader_->output; }
