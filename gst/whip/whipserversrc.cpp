@@ -244,7 +244,28 @@ void Impl::post(const HttpRequest &req, GstPromise *promise) {
                                 caps, &t);
           if (!t) return "webrtcbin refused a transceiver for " + p.output;
           auto held = gobj::adopt(t);
-          if (p.accepted) g_object_set(t, "do-nack", TRUE, nullptr);
+          // NACK/RTX for video only: within the receive latency budget an
+          // audio retransmission rarely arrives in time (Opus conceals the
+          // loss), and publishers with jittery audio packetization (44.1 kHz,
+          // 1024-sample frames) made the audio jitterbuffer send NACK
+          // bursts that held the early-feedback RTCP slot, delaying the
+          // keyframe request for a newly joined viewer by up to 600 ms.
+          if (p.accepted && g_str_has_prefix(p.output.c_str(), "video"))
+            g_object_set(t, "do-nack", TRUE, nullptr);
+        }
+        // Keyframe requests for joining viewers ride on RTCP: AVPF allows one
+        // early packet per regular interval, so a 5 s minimum interval (the
+        // default) can hold a PLI back for seconds. RFC 4585 lets us report
+        // more often; at 500 ms the cost is a few small packets a second.
+        gobj::Ref<GstElement> rtpbin =
+            gobj::adopt(gst_bin_get_by_name(GST_BIN(session->webrtcbin.get()), "rtpbin"));
+        if (rtpbin) {
+          GObject *rtp_session = nullptr;
+          g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, &rtp_session);
+          if (rtp_session) {
+            g_object_set(rtp_session, "rtcp-min-interval", guint64(500 * GST_MSECOND), nullptr);
+            g_object_unref(rtp_session);
+          }
         }
         return {};
       },
