@@ -11,10 +11,11 @@
 #include <vector>
 
 #include "gobj.h"
+#include "sdp-codecs.h"
 
 namespace whipwhep {
 
-enum class MediaKind { Video, Audio };
+// MediaKind comes from sdp-codecs.h (one definition for the whole plugin).
 const char *kind_name(MediaKind kind);
 
 struct StreamInfo {
