@@ -1,5 +1,7 @@
 #include "viewer-session.h"
 
+#include <atomic>
+
 #include <gst/webrtc/webrtc.h>
 
 #include <algorithm>
@@ -17,8 +19,15 @@ constexpr gint64 kDisconnectedTimeoutUs = 10 * G_USEC_PER_SEC;
 std::shared_ptr<ViewerSession> ViewerSession::create(const std::string &id, guint latency_ms,
                                                      const IceSettings &ice, Hooks hooks) {
   std::shared_ptr<ViewerSession> v(new ViewerSession(id, std::move(hooks)));
-  v->webrtcbin_ = gobj::sink(gst_element_factory_make("webrtcbin", ("viewer-" + id).c_str()));
+  // Named by a counter, not the session id: element names appear in every
+  // log line, and the session id is the credential that lets its holder
+  // DELETE or PATCH the session. The id is attached as object data instead.
+  static std::atomic<guint64> counter{0};
+  v->webrtcbin_ = gobj::sink(gst_element_factory_make(
+      "webrtcbin", ("viewer-" + std::to_string(counter.fetch_add(1))).c_str()));
   if (!v->webrtcbin_) return nullptr;
+  g_object_set_data_full(G_OBJECT(v->webrtcbin_.get()), "whipwhep-viewer-session",
+                         g_strdup(id.c_str()), g_free);
   g_object_set(v->webrtcbin_.get(), "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency",
                latency_ms, nullptr);
   configure_ice(v->webrtcbin_.get(), ice);

@@ -55,6 +55,7 @@
 #include "gobj.h"
 #include "http-listener.h"
 #include "http-types.h"
+#include "offer-checks.h"
 #include "input-payloader.h"
 #include "ice.h"
 #include "signalling-context.h"
@@ -334,6 +335,7 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
   std::string why;
   gobj::Unique<GstSDPMessage> offer(parse_sdp(req.body_string(), &why));
   if (!offer) return HttpResponse::text(400, why);
+  if (guint status = check_offer(offer.get(), &why)) return HttpResponse::text(status, why);
 
   std::vector<StreamInfo> streams;
   std::vector<std::shared_ptr<Input>> inputs;

@@ -45,6 +45,7 @@
 #include "gobj.h"
 #include "http-listener.h"
 #include "http-types.h"
+#include "offer-checks.h"
 #include "ice.h"
 #include "publish-offer.h"
 #include "publisher-session.h"
@@ -199,6 +200,7 @@ void Impl::post(const HttpRequest &req, GstPromise *promise) {
   std::string why;
   gobj::Unique<GstSDPMessage> offer(parse_sdp(req.body_string(), &why));
   if (!offer) return reply(promise, HttpResponse::text(400, why));
+  if (guint status = check_offer(offer.get(), &why)) return reply(promise, HttpResponse::text(status, why));
 
 #ifndef GST_DISABLE_GST_DEBUG
   GST_DEBUG_OBJECT(element_, "offer:\n%s", req.body_string().c_str());

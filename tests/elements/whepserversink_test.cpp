@@ -293,8 +293,20 @@ std::string replace_all(std::string s, const std::string &from, const std::strin
 }
 
 // The viewer's webrtcbin inside whepserversink.
+// (found by the "whipwhep-viewer-session" object data: its name is a counter).
 gobj::Ref<GstElement> server_webrtcbin(GstElement *sink, const std::string &session) {
-  return gobj::adopt(gst_bin_get_by_name(GST_BIN(sink), ("viewer-" + session).c_str()));
+  gobj::Ref<GstElement> found;
+  GstIterator *it = gst_bin_iterate_elements(GST_BIN(sink));
+  GValue item = G_VALUE_INIT;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto *e = GST_ELEMENT(g_value_get_object(&item));
+    const char *id = static_cast<const char *>(g_object_get_data(G_OBJECT(e), "whipwhep-viewer-session"));
+    if (id && session == id) found = gobj::ref(e);
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  return found;
 }
 
 gobj::Ref<GstElement> find_by_factory(GstElement *bin, const char *factory) {

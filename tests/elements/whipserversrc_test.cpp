@@ -243,7 +243,9 @@ const char kAv1Only[] =
     "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
     "m=video 9 UDP/TLS/RTP/SAVPF 45\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n"
     "a=rtcp-mux\r\na=rtpmap:45 AV1/90000\r\na=ice-ufrag:abcd\r\n"
-    "a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\n";
+    "a=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=setup:actpass\r\n"
+    "a=fingerprint:sha-256 "
+    "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n";
 
 std::string replace_all(std::string s, const std::string &from, const std::string &to) {
   for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size()))

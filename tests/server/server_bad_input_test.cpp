@@ -564,11 +564,10 @@ TEST_F(ServerLogs, NoTokenSecretOrPublisherSessionIdIsEverLogged) {
   for (const auto &c : credentials) expect_absent(out, c);
 }
 
-// Known issue: whepserversink names each viewer's webrtcbin "viewer-<session
-// id>" (gst/whep/viewer-session.cpp), so webrtcbin's own log lines (even at
-// WARNING) print the id that authorises DELETE/PATCH on that viewer's
-// session. Enable once the element names it otherwise.
-TEST_F(ServerLogs, DISABLED_ViewerSessionIdIsNeverLogged) {
+// whepserversink used to name each viewer's webrtcbin "viewer-<session id>",
+// so webrtcbin's own log lines printed the id that authorises DELETE/PATCH
+// on that viewer's session; it is a counter now.
+TEST_F(ServerLogs, ViewerSessionIdIsNeverLogged) {
   std::vector<std::string> credentials;
   std::string viewer_session;
   const std::string out = run_sessions(this, server_, &credentials, &viewer_session);
