@@ -291,6 +291,20 @@ void LiveInputs::play(const std::string &uid, const whipwhep::HttpRequest &req,
 void LiveInputs::submit_play(const std::string &uid, InputPipeline *pipeline,
                              const whipwhep::HttpRequest &req, whipwhep::ResponseCallback done,
                              int retries_left) {
+  // A new viewer waits (bounded) for a publisher whose every stream is up:
+  // while one is coming up, whepserversink may know its audio but not yet
+  // its video, and a viewer answered then would get video inactive for good.
+  const bool live = pipeline->publisher_live().value_or(false);
+  if (req.session.empty() && !live) {
+    if (retries_left <= 0) {
+      done(with_header(whipwhep::HttpResponse::text(
+                           503, "no publisher yet: nobody is publishing to this live input"),
+                       "Retry-After", "2"));
+      return;
+    }
+    retry_play_later(uid, pipeline, req, std::move(done), retries_left - 1);
+    return;
+  }
   pipeline->submit_play(req, [this, uid, pipeline, req, retries_left,
                               done = std::move(done)](whipwhep::HttpResponse resp) mutable {
     // whepserversink answers 503 until every stream's codec is known; right
@@ -301,32 +315,38 @@ void LiveInputs::submit_play(const std::string &uid, InputPipeline *pipeline,
     const bool same = it != running_.end() && it->second.pipeline.get() == pipeline;
     if (resp.status == 503 && retries_left > 0 && req.session.empty() && same &&
         pipeline->publisher_live().value_or(false)) {
-      struct Retry {
-        LiveInputs *self;
-        std::string uid;
-        InputPipeline *pipeline;
-        whipwhep::HttpRequest req;
-        whipwhep::ResponseCallback done;
-        int retries_left;
-      };
-      auto *retry = new Retry{this, uid, pipeline, req, std::move(done), retries_left - 1};
-      g_timeout_add_full(
-          G_PRIORITY_DEFAULT, kPlayRetryIntervalMs,
-          +[](gpointer data) -> gboolean {
-            auto *r = static_cast<Retry *>(data);
-            auto it = r->self->running_.find(r->uid);
-            if (it == r->self->running_.end() || it->second.pipeline.get() != r->pipeline)
-              r->done(whipwhep::HttpResponse::text(404, "the live input stopped"));
-            else
-              r->self->submit_play(r->uid, r->pipeline, r->req, std::move(r->done),
-                                   r->retries_left);
-            return G_SOURCE_REMOVE;
-          },
-          retry, +[](gpointer data) { delete static_cast<Retry *>(data); });
+      retry_play_later(uid, pipeline, req, std::move(done), retries_left - 1);
       return;
     }
     done(std::move(resp));
   });
+}
+
+
+void LiveInputs::retry_play_later(const std::string &uid, InputPipeline *pipeline,
+                                  const whipwhep::HttpRequest &req,
+                                  whipwhep::ResponseCallback done, int retries_left) {
+  struct Retry {
+    LiveInputs *self;
+    std::string uid;
+    InputPipeline *pipeline;
+    whipwhep::HttpRequest req;
+    whipwhep::ResponseCallback done;
+    int retries_left;
+  };
+  auto *retry = new Retry{this, uid, pipeline, req, std::move(done), retries_left};
+  g_timeout_add_full(
+      G_PRIORITY_DEFAULT, kPlayRetryIntervalMs,
+      +[](gpointer data) -> gboolean {
+        auto *r = static_cast<Retry *>(data);
+        auto it = r->self->running_.find(r->uid);
+        if (it == r->self->running_.end() || it->second.pipeline.get() != r->pipeline)
+          r->done(whipwhep::HttpResponse::text(404, "the live input stopped"));
+        else
+          r->self->submit_play(r->uid, r->pipeline, r->req, std::move(r->done), r->retries_left);
+        return G_SOURCE_REMOVE;
+      },
+      retry, +[](gpointer data) { delete static_cast<Retry *>(data); });
 }
 
 }  // namespace server

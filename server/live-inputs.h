@@ -62,6 +62,10 @@ class LiveInputs {
   };
 
   Running *ensure_running(const std::string &uid, GError **error);
+  // Ask again in kPlayRetryIntervalMs (the input's pipeline may be gone by then).
+  void retry_play_later(const std::string &uid, InputPipeline *pipeline,
+                        const whipwhep::HttpRequest &req, whipwhep::ResponseCallback done,
+                        int retries_left);
   void submit_play(const std::string &uid, InputPipeline *pipeline,
                    const whipwhep::HttpRequest &req, whipwhep::ResponseCallback done,
                    int retries_left);

@@ -20,4 +20,13 @@ SdpFrag parse_sdpfrag(const std::string &body) {
   return f;
 }
 
+std::string offer_ice_ufrag(const GstSDPMessage *offer) {
+  if (const gchar *u = gst_sdp_message_get_attribute_val(offer, "ice-ufrag")) return u;
+  if (gst_sdp_message_medias_len(offer) > 0)
+    if (const gchar *u =
+            gst_sdp_media_get_attribute_val(gst_sdp_message_get_media(offer, 0), "ice-ufrag"))
+      return u;
+  return {};
+}
+
 }  // namespace whipwhep

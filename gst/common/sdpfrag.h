@@ -2,6 +2,8 @@
 // body of a WHIP/WHEP PATCH.
 #pragma once
 
+#include <gst/sdp/sdp.h>
+
 #include <glib.h>
 
 #include <string>
@@ -19,5 +21,9 @@ struct SdpFrag {
 };
 
 SdpFrag parse_sdpfrag(const std::string &body);
+
+// An offer's ICE ufrag (session level, else the first m-line's): a PATCH
+// fragment with another ufrag is an ICE restart, with this one trickle.
+std::string offer_ice_ufrag(const GstSDPMessage *offer);
 
 }  // namespace whipwhep

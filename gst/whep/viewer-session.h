@@ -47,6 +47,10 @@ class ViewerSession {
   const std::string &id() const { return id_; }
   GstElement *webrtcbin() const { return webrtcbin_.get(); }
   bool connected() const { return connected_; }
+  // The viewer's ICE ufrag from its offer: a PATCH with another one is an
+  // ICE restart, with this one (or none) trickle.
+  void set_remote_ufrag(std::string ufrag) { remote_ufrag_ = std::move(ufrag); }
+  const std::string &remote_ufrag() const { return remote_ufrag_; }
 
   // On webrtcbin's thread, before create-answer: one sink pad + sendonly
   // transceiver + fan-out branch per planned leg. Returns an error or "".
@@ -69,6 +73,7 @@ class ViewerSession {
  private:
   ViewerSession(const std::string &id, Hooks hooks) : id_(id), hooks_(std::move(hooks)) {}
   void connect(gpointer instance, const char *signal, GCallback cb);
+  std::string remote_ufrag_;  // set once, before the session is shared
   void disconnect_all();
   void on_ice_state();
   void on_connected();

@@ -56,6 +56,7 @@
 #include "http-listener.h"
 #include "http-types.h"
 #include "offer-checks.h"
+#include "sdpfrag.h"
 #include "input-payloader.h"
 #include "ice.h"
 #include "signalling-context.h"
@@ -377,6 +378,7 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
   };
   auto v = ViewerSession::create(random_id_hex128(), latency, ice_settings(), std::move(hooks));
   if (!v) return HttpResponse::text(500, "webrtcbin is not installed");
+  v->set_remote_ufrag(offer_ice_ufrag(offer.get()));
   {
     std::lock_guard<std::mutex> g(lock_);
     if (max_viewers && viewers_.size() >= max_viewers) {
@@ -452,7 +454,10 @@ HttpResponse Impl::patch(const HttpRequest &req) {
   if (req.content_type != "application/trickle-ice-sdpfrag")
     return HttpResponse::text(415, "PATCH takes application/trickle-ice-sdpfrag");
   const std::string body = req.body_string();
-  if (body.find("a=ice-ufrag:") != std::string::npos && body.find("a=candidate") == std::string::npos)
+  // Only a changed ufrag is a restart: an RFC 8840 end-of-candidates fragment
+  // repeats the session's own ufrag and is plain trickle.
+  const SdpFrag frag = parse_sdpfrag(body);
+  if (!frag.ice_ufrag.empty() && frag.ice_ufrag != v->remote_ufrag())
     return HttpResponse::text(422, "ICE restart is not supported; trickle ICE is");
   v->add_remote_candidates(body);
   HttpResponse r;

@@ -3,6 +3,8 @@
 // 422 reasons. Pure SDP logic, no webrtcbin (testable on its own).
 #pragma once
 
+#include "sdpfrag.h"
+
 #include <gst/sdp/sdp.h>
 
 #include <map>
@@ -28,8 +30,5 @@ struct MlinePlan {
 HttpResponse plan_publish_offer(const GstSDPMessage *offer,
                                 const std::map<std::string, std::string> &live_encodings,
                                 std::vector<MlinePlan> *plan);
-
-// The offer's ICE ufrag (session level, else the first m-line's).
-std::string offer_ice_ufrag(const GstSDPMessage *offer);
 
 }  // namespace whipwhep

@@ -34,6 +34,7 @@ struct PublisherSession {
   std::vector<Chain> chains;
   std::atomic<bool> closing{false};
   std::atomic<bool> announced{false};  // publisher-connected emitted
+  std::atomic<gint64> first_output{0};  // when the first stream reached its src pad
   std::atomic<gint64> created{0};
   std::atomic<gint64> last_media{0};
   std::atomic<gint64> ice_bad_since{0};  // disconnected since, 0 = fine
@@ -41,6 +42,15 @@ struct PublisherSession {
 
   // From webrtcbin's ICE / peer-connection state notifications.
   void update_ice_state();
+  // Every accepted stream has reached its src pad, or the first one did
+  // long enough ago (a publisher may announce a track it never sends).
+  bool ready_to_announce(gint64 now_us) {
+    size_t accepted = 0;
+    for (const auto &p : plan) accepted += p.accepted ? 1 : 0;
+    std::lock_guard<std::mutex> l(lock);
+    if (chains.empty()) return false;
+    return chains.size() >= accepted || now_us - first_output.load() > 2 * G_USEC_PER_SEC;
+  }
   // Why the watchdog should end this session now, or nullptr.
   const char *gone_reason(gint64 now_us) const;
 

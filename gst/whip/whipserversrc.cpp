@@ -148,6 +148,7 @@ class Impl {
   void on_ice_state(Session &session);
   void watchdog();
   void update_publishing();
+  void announce_if_ready(PublisherSession &session);
 };
 
 Impl *impl_of(GstElement *e);
@@ -532,6 +533,18 @@ void Impl::on_pad_added(Session &session, GstPad *pad) {
     gst_pad_send_event(pad, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
                                                                         TRUE, 0));
   session.last_media = g_get_monotonic_time();
+  gint64 none = 0;
+  session.first_output.compare_exchange_strong(none, g_get_monotonic_time());
+  announce_if_ready(session);
+}
+
+// "publishing" (and publisher-connected) only once every stream of the
+// publisher has its src pad: a consumer that reacts to it (the server
+// letting WHEP viewers in, whepserversink answering them) must not see an
+// audio-only input for the few milliseconds before the video pad appears,
+// or a viewer answered then would get video inactive for good.
+void Impl::announce_if_ready(PublisherSession &session) {
+  if (session.announced || !session.ready_to_announce(g_get_monotonic_time())) return;
   if (!session.announced.exchange(true)) {
     update_publishing();
     g_signal_emit(element_, signals[SIGNAL_PUBLISHER_CONNECTED], 0, session.id.c_str());
@@ -549,6 +562,13 @@ void Impl::watchdog() {
       if (const char *why = kv.second->gone_reason(now)) dead.emplace_back(kv.first, why);
   }
   for (const auto &d : dead) remove_session(d.first, d.second);
+  std::vector<std::shared_ptr<PublisherSession>> pending;
+  {
+    std::lock_guard<std::mutex> l(lock_);
+    for (const auto &kv : sessions_)
+      if (!kv.second->announced) pending.push_back(kv.second);
+  }
+  for (const auto &sess : pending) announce_if_ready(*sess);
 }
 
 // ---- lifecycle ------------------------------------------------------------

@@ -366,11 +366,7 @@ describe('Chromium interop: default offers and trickle ICE', { skip: skipReason 
     await publisher.close();
   });
 
-  it('a WHEP viewer\'s end-of-candidates PATCH gets 204', {
-    todo: 'whepserversink PATCH answers 422 "ICE restart is not supported" to any fragment with '
-      + 'a=ice-ufrag and no a=candidate, i.e. to the RFC 8840 end-of-candidates fragment that '
-      + 'carries the session\'s unchanged ufrag (an ICE restart is a changed ufrag/pwd)',
-  }, async () => {
+  it('a WHEP viewer\'s end-of-candidates PATCH gets 204', async () => {
     const { page, publisher, patches } = await tricklingViewer('interop whep end-of-candidates');
     try {
       const end = patches.find((p) => p.end);
@@ -382,11 +378,7 @@ describe('Chromium interop: default offers and trickle ICE', { skip: skipReason 
     }
   });
 
-  it('a viewer arriving as the publisher connects is answered with video', {
-    todo: 'server race: whepserversink answers as soon as every input it has so far has caps; '
-      + 'the server adds the video input only when whipserversrc\'s video pad appears, so a viewer '
-      + 'POSTing between the audio and the video pad gets video a=inactive and never receives video',
-  }, async () => {
+  it('a viewer arriving as the publisher connects is answered with video', async () => {
     const input = await server.api('POST', '', { meta: { name: 'interop early viewer' } });
     const publisherPage = await blankPage();
     const viewerPage = await blankPage();
