@@ -299,7 +299,7 @@ void start_chain(Relay &relay, std::unique_ptr<Launch> &pub, const std::string &
 }
 
 TEST(WhipToWhep, TwentyWhepsrcViewersDecodeVideoAndAudio) {
-  if (!have_our_elements()) GTEST_SKIP() << "the four elements are not all built";
+  if (!have_our_elements()) FAIL() << "the four elements are not all built";
   constexpr int kViewers = 20;
   const gint64 t0 = g_get_monotonic_time();
   Relay relay;
@@ -355,9 +355,9 @@ TEST(WhipToWhep, TwentyWhepsrcViewersDecodeVideoAndAudio) {
 }
 
 TEST(WhipToWhep, H264PublisherThreeWhepsrcViewersDecode) {
-  if (!have_our_elements()) GTEST_SKIP() << "the four elements are not all built";
-  if (!have("x264enc") && !have("openh264enc")) GTEST_SKIP() << "no H.264 encoder";
-  if (!have("avdec_h264") && !have("openh264dec")) GTEST_SKIP() << "no H.264 decoder";
+  if (!have_our_elements()) FAIL() << "the four elements are not all built";
+  if (!have("x264enc") && !have("openh264enc")) FAIL() << "no H.264 encoder";
+  if (!have("avdec_h264") && !have("openh264dec")) FAIL() << "no H.264 decoder";
   Relay relay;
   std::unique_ptr<Launch> pub;
   start_chain(relay, pub, raw_publisher(relay.whip_url(), "h264", 320, 240, 15));
@@ -453,7 +453,7 @@ void late_join(const std::string &audio, gint64 bound_ms) {
 // packet every 20 ms). Target 500 ms (issue 3); measured ~130 ms here; the
 // bound is 1500 ms for a loaded 2-core CI box.
 TEST(WhipToWhep, LateWhepsrcViewerGetsFirstFrameWithin500ms) {
-  if (!have_our_elements()) GTEST_SKIP() << "the four elements are not all built";
+  if (!have_our_elements()) FAIL() << "the four elements are not all built";
   late_join("audiotestsrc is-live=true wave=sine samplesperbuffer=960 ! audio/x-raw,rate=48000", 1500);
 }
 
@@ -463,7 +463,7 @@ TEST(WhipToWhep, LateWhepsrcViewerGetsFirstFrameWithin500ms) {
 // 5 s RTCP interval then delayed the joining viewer's keyframe request by up
 // to 900 ms; now audio has no NACK and RTCP runs every 500 ms at least.
 TEST(WhipToWhep, LateJoinWithin500msWithJitteryPublisherAudio) {
-  if (!have_our_elements()) GTEST_SKIP() << "the four elements are not all built";
+  if (!have_our_elements()) FAIL() << "the four elements are not all built";
   late_join("audiotestsrc is-live=true wave=sine", 500);
 }
 
@@ -552,7 +552,7 @@ void churn(bool strict) {
 }
 
 TEST(WhipToWhep, ChurnOfWhepsrcViewersDoesNotStallOthers) {
-  if (!have_our_elements()) GTEST_SKIP() << "the four elements are not all built";
+  if (!have_our_elements()) FAIL() << "the four elements are not all built";
   churn(false);
 }
 
@@ -560,12 +560,12 @@ TEST(WhipToWhep, ChurnOfWhepsrcViewersDoesNotStallOthers) {
 // 2-core box, the publisher's video stalls 400-1800 ms already at
 // whipserversrc's src pad (audio does not), so every viewer freezes.
 TEST(WhipToWhep, DISABLED_ChurnDoesNotStallThePublisherLeg) {
-  if (!have_our_elements()) GTEST_SKIP() << "the four elements are not all built";
+  if (!have_our_elements()) FAIL() << "the four elements are not all built";
   churn(true);
 }
 
 TEST(WhipToWhep, WhipsinkPublisherRestartResumesViewers) {
-  if (!have_our_elements()) GTEST_SKIP() << "the four elements are not all built";
+  if (!have_our_elements()) FAIL() << "the four elements are not all built";
   Relay relay;
   std::unique_ptr<Launch> pub;
   const std::string desc = raw_publisher(relay.whip_url(), "vp8", 320, 240, 30);
@@ -614,7 +614,7 @@ TEST(WhipToWhep, WhipsinkPublisherRestartResumesViewers) {
 // answer is sent: whipsink's checks reach closed ports, and it must post an
 // element error within its timeout instead of waiting forever.
 TEST(WhipToWhep, WhipsinkReportsIceFailure) {
-  if (!test::factory_is_ours("whipsink")) GTEST_SKIP() << "whipsink not built";
+  if (!test::factory_is_ours("whipsink")) FAIL() << "whipsink not built";
   struct Held {
     std::mutex lock;
     bool have = false;

@@ -681,7 +681,7 @@ TEST(WhepServerSink, ThreadsPerViewerAreMeasured) {
 // over loopback: the relay as the server binary builds it.
 TEST(WhepServerSink, RelaysWhipserversrcToThreeViewers) {
   if (!test::factory_is_ours("whipserversrc") || !test::factory_is_ours("whipsink"))
-    GTEST_SKIP() << "whipserversrc/whipsink not built";
+    FAIL() << "whipserversrc/whipsink not built";
   const guint port = test::free_tcp_port();
   gobj::Ref<GstElement> relay = gobj::sink(gst_pipeline_new("relay"));
   GstElement *in = gst_element_factory_make("whipserversrc", nullptr);

@@ -274,7 +274,7 @@ TEST(WhipServerSrc, EmbeddedVp8AndOpusDecodeDownstream) {
 }
 
 TEST(WhipServerSrc, H264AtPayloadType102WithOpus) {
-  if (!have("x264enc") && !have("openh264enc")) GTEST_SKIP() << "no H.264 encoder";
+  if (!have("x264enc") && !have("openh264enc")) FAIL() << "no H.264 encoder";
   Receiver rx;
   rx.play();
   Publisher pub;
@@ -604,7 +604,7 @@ TEST(WhipServerSrc, ReplacePublisherTakesOverTheLiveInput) {
 }
 
 TEST(WhipServerSrc, CodecChangeOnALiveInputIs422) {
-  if (!have("x264enc") && !have("openh264enc")) GTEST_SKIP() << "no H.264 encoder";
+  if (!have("x264enc") && !have("openh264enc")) FAIL() << "no H.264 encoder";
   Receiver rx;
   rx.play();
   {
@@ -659,7 +659,7 @@ namespace {
 
 // whipsink (our WHIP client) -> whipserversrc's standalone listener.
 void whipsink_to_whipserversrc(const char *codec) {
-  if (!test::factory_is_ours("whipsink")) GTEST_SKIP() << "whipsink is not built";
+  if (!test::factory_is_ours("whipsink")) FAIL() << "whipsink is not built";
   ASSERT_TRUE(test::factory_is_ours("whipserversrc"));
   const guint port = test::free_tcp_port();
   Receiver rx(port);
@@ -695,6 +695,6 @@ void whipsink_to_whipserversrc(const char *codec) {
 TEST(WhipServerSrc, WhipsinkVp8AndOpusOverTheListener) { whipsink_to_whipserversrc("vp8"); }
 
 TEST(WhipServerSrc, WhipsinkH264AndOpusOverTheListener) {
-  if (!have("x264enc") && !have("openh264enc")) GTEST_SKIP() << "no H.264 encoder";
+  if (!have("x264enc") && !have("openh264enc")) FAIL() << "no H.264 encoder";
   whipsink_to_whipserversrc("h264");
 }

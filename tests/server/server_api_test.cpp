@@ -13,7 +13,7 @@ namespace {
 class ServerApi : public ::testing::Test {
  protected:
   void SetUp() override {
-    SKIP_WITHOUT_ELEMENTS();
+    REQUIRE_SERVER_ELEMENTS();
     ASSERT_TRUE(server_.start({"--api-token", kToken})) << server_.output();
   }
   void TearDown() override {

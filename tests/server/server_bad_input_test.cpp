@@ -161,8 +161,8 @@ std::string first_line(const std::string &s) { return s.substr(0, s.find('\n'));
 class ServerBadInput : public ::testing::Test {
  protected:
   void SetUp() override {
-    SKIP_WITHOUT_ELEMENTS();
-    if (!have_client_elements()) GTEST_SKIP() << "whipsink/whepsrc are not built yet";
+    REQUIRE_SERVER_ELEMENTS();
+    if (!have_client_elements()) FAIL() << "whipsink/whepsrc are not built yet";
     ASSERT_TRUE(server_.start({"--api-token", kToken}, extra_env_)) << server_.output();
   }
   void TearDown() override {

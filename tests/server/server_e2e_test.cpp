@@ -71,7 +71,7 @@ std::string viewer_launch(const std::string &url) {
 class ServerE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_elements()) GTEST_SKIP() << "the four whipwhep elements are not all built yet";
+    if (!have_elements()) FAIL() << "the four whipwhep elements are not all built yet";
     ASSERT_TRUE(server_.start({"--api-token", kToken})) << server_.output();
   }
   void TearDown() override {
@@ -292,7 +292,7 @@ guint64 decode_file(const std::string &path, bool *clean_eos, gint64 *duration) 
 }
 
 TEST(ServerRecording, TemplateWithARecordingBranchWritesAPlayableFile) {
-  if (!have_elements()) GTEST_SKIP() << "the four whipwhep elements are not all built yet";
+  if (!have_elements()) FAIL() << "the four whipwhep elements are not all built yet";
   test::TempDir dir;
   const std::string conf = dir.file("recording.conf");
   const std::string conf_text =
@@ -353,7 +353,7 @@ TEST(ServerRecording, TemplateWithARecordingBranchWritesAPlayableFile) {
 }
 
 TEST(ServerRecording, SigtermWithLiveSessionsExitsZeroAndFinishesTheRecording) {
-  if (!have_elements()) GTEST_SKIP() << "the four whipwhep elements are not all built yet";
+  if (!have_elements()) FAIL() << "the four whipwhep elements are not all built yet";
   test::TempDir dir;
   const std::string conf = dir.file("recording.conf");
   ASSERT_TRUE(g_file_set_contents(

@@ -188,8 +188,8 @@ guint env_uint(const char *name, guint fallback) {
 class ServerFaults : public ::testing::Test {
  public:
   void SetUp() override {
-    SKIP_WITHOUT_ELEMENTS();
-    if (!have_client_elements()) GTEST_SKIP() << "whipsink/whepsrc are not built yet";
+    REQUIRE_SERVER_ELEMENTS();
+    if (!have_client_elements()) FAIL() << "whipsink/whepsrc are not built yet";
     ASSERT_TRUE(server_.start({"--api-token", kToken})) << server_.output();
     HttpReply created = http("POST", server_.live_inputs_url(), kToken, "application/json",
                              R"({"meta":{"name":"faults"}})");

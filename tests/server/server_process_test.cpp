@@ -22,7 +22,7 @@ using namespace test;
 namespace {
 
 TEST(ServerProcess, ConfiguredLimitsOriginsAndIceServers) {
-  SKIP_WITHOUT_ELEMENTS();
+  REQUIRE_SERVER_ELEMENTS();
   test::TempDir dir;
   const std::string conf = dir.file("limits.conf");
   ASSERT_TRUE(g_file_set_contents(
@@ -69,7 +69,7 @@ TEST(ServerProcess, ConfiguredLimitsOriginsAndIceServers) {
 }
 
 TEST(ServerProcess, FlagsOverrideTheConfigFile) {
-  SKIP_WITHOUT_ELEMENTS();
+  REQUIRE_SERVER_ELEMENTS();
   test::TempDir dir;
   const std::string conf = dir.file("flags.conf");
   ASSERT_TRUE(g_file_set_contents(conf.c_str(),
@@ -100,7 +100,7 @@ TEST(ServerProcess, FlagsOverrideTheConfigFile) {
 }
 
 TEST(ServerProcess, SlowClientIsDroppedWithoutBlockingOthers) {
-  SKIP_WITHOUT_ELEMENTS();
+  REQUIRE_SERVER_ELEMENTS();
   test::TempDir dir;
   const std::string conf = dir.file("slow.conf");
   ASSERT_TRUE(g_file_set_contents(conf.c_str(), "[limits]\nrequest-timeout-seconds=2\n", -1,
@@ -137,7 +137,7 @@ TEST(ServerProcess, SlowClientIsDroppedWithoutBlockingOthers) {
 }
 
 TEST(ServerProcess, GeneratesStoresAndPrintsATokenOnFirstStartOnly) {
-  SKIP_WITHOUT_ELEMENTS();
+  REQUIRE_SERVER_ELEMENTS();
   test::TempDir dir;
   test::ServerProcess server(dir.path());
   ASSERT_TRUE(server.start()) << server.output();
@@ -161,7 +161,7 @@ TEST(ServerProcess, GeneratesStoresAndPrintsATokenOnFirstStartOnly) {
 }
 
 TEST(ServerProcess, TokenFromEnvironmentIsUsed) {
-  SKIP_WITHOUT_ELEMENTS();
+  REQUIRE_SERVER_ELEMENTS();
   test::TempDir dir;
   test::ServerProcess server(dir.path());
   ASSERT_TRUE(server.start({}, {{"WHIPWHEP_API_TOKEN", "env-token-123"}})) << server.output();
@@ -173,7 +173,7 @@ TEST(ServerProcess, TokenFromEnvironmentIsUsed) {
 }
 
 TEST(ServerProcess, LiveInputsSurviveRestartAndSigkill) {
-  SKIP_WITHOUT_ELEMENTS();
+  REQUIRE_SERVER_ELEMENTS();
   test::TempDir dir;
   test::ServerProcess server(dir.path());
   ASSERT_TRUE(server.start({"--api-token", kToken})) << server.output();
@@ -218,7 +218,7 @@ TEST(ServerProcess, LiveInputsSurviveRestartAndSigkill) {
 }
 
 TEST(ServerProcess, SigkillDuringCreatesLosesNoAcknowledgedInput) {
-  SKIP_WITHOUT_ELEMENTS();
+  REQUIRE_SERVER_ELEMENTS();
   test::TempDir dir;
   test::ServerProcess server(dir.path());
   ASSERT_TRUE(server.start({"--api-token", kToken})) << server.output();
@@ -265,7 +265,7 @@ TEST(ServerProcess, SigkillDuringCreatesLosesNoAcknowledgedInput) {
 }
 
 TEST(ServerProcess, ConcurrentApiClientsLoseNoUpdate) {
-  SKIP_WITHOUT_ELEMENTS();
+  REQUIRE_SERVER_ELEMENTS();
   test::TempDir dir;
   test::ServerProcess server(dir.path());
   ASSERT_TRUE(server.start({"--api-token", kToken})) << server.output();
