@@ -37,8 +37,13 @@ export const skipReason = existsSync(paths.chromium)
  * did not, try once here, offline first.
  */
 export function loadPlaywright() {
+  return loadModule('playwright-core');
+}
+
+/** An npm package from the build dir's node_modules (see loadPlaywright). */
+export function loadModule(name) {
   const modules = join(paths.outDir, 'node_modules');
-  if (!existsSync(join(modules, 'playwright-core'))) {
+  if (!existsSync(join(modules, name))) {
     mkdirSync(paths.outDir, { recursive: true });
     for (const args of [['ci', '--offline'], ['ci']]) {
       const r = spawnSync('npm', [...args, '--no-audit', '--no-fund', '--prefix', paths.outDir],
@@ -47,7 +52,7 @@ export function loadPlaywright() {
     }
   }
   const require = createRequire(join(paths.outDir, 'package.json'));
-  return require('playwright-core');
+  return require(name);
 }
 
 /** Polls `fn` until it returns a truthy value; throws with `what` after `timeoutMs`. */
