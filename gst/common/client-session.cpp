@@ -234,20 +234,7 @@ void ClientSession::watch_rtcp() {
   if (closed_ || config_.rtcp_timeout_s == 0) return;
   // The server's RTCP (SR/RR every few seconds, with or without media) is the
   // one sign it still holds our session.
-  gobj::Ref<GstElement> rtpbin;
-  GstIterator *it = gst_bin_iterate_elements(GST_BIN(webrtcbin_.get()));
-  GValue item = G_VALUE_INIT;
-  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
-    auto *e = GST_ELEMENT(g_value_get_object(&item));
-    GstElementFactory *f = gst_element_get_factory(e);
-    if (f && g_str_equal(GST_OBJECT_NAME(f), "rtpbin")) rtpbin = gobj::ref(e);
-    g_value_reset(&item);
-  }
-  g_value_unset(&item);
-  gst_iterator_free(it);
-  if (!rtpbin) return;
-  GObject *session = nullptr;
-  g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, &session);
+  GObject *session = bundled_rtp_session(webrtcbin_.get());
   if (!session) return;
   rtp_session_ = gobj::adopt(session);
   last_rtcp_us_ = g_get_monotonic_time();

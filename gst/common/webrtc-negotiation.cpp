@@ -85,6 +85,15 @@ GstSDPMessage *parse_sdp(const std::string &text, std::string *error) {
   return msg;
 }
 
+GObject *bundled_rtp_session(GstElement *webrtcbin) {
+  // webrtcbin names its rtpbin "rtpbin" (webrtcbin.c, _create_rtpbin).
+  gobj::Ref<GstElement> rtpbin = gobj::adopt(gst_bin_get_by_name(GST_BIN(webrtcbin), "rtpbin"));
+  if (!rtpbin) return nullptr;
+  GObject *session = nullptr;
+  g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, &session);
+  return session;
+}
+
 std::string local_description_text(GstElement *webrtcbin) {
   GstWebRTCSessionDescription *desc = nullptr;
   g_object_get(webrtcbin, "local-description", &desc, nullptr);

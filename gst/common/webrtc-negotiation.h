@@ -41,6 +41,11 @@ void when_gathering_complete(GstElement *webrtcbin, guint timeout_ms, std::funct
 // The current local description as SDP text ("" if none).
 std::string local_description_text(GstElement *webrtcbin);
 
+// webrtcbin's internal RTPSession for the bundled transport (rtpbin session
+// 0), transfer full; nullptr before negotiation. Its "on-receiving-rtcp"
+// tells that the peer is alive; its "stats" carry RTT and feedback counts.
+GObject *bundled_rtp_session(GstElement *webrtcbin);
+
 // Parse SDP text; nullptr + reason on failure.
 GstSDPMessage *parse_sdp(const std::string &text, std::string *error);
 

@@ -1,5 +1,7 @@
 #include "viewer-session.h"
 
+#include "webrtc-negotiation.h"
+
 #include <atomic>
 
 #include <gst/webrtc/webrtc.h>
@@ -138,20 +140,8 @@ void ViewerSession::on_connected() {
   GST_INFO_OBJECT(webrtcbin_.get(), "viewer %s connected", id_.c_str());
   // RTCP from the viewer proves it is alive (vanished viewers are found by
   // its silence) and carries its NACK/PLI counts and RTT for the stats.
-  gobj::Ref<GstElement> rtpbin;
-  GstIterator *it = gst_bin_iterate_elements(GST_BIN(webrtcbin_.get()));
-  GValue item = G_VALUE_INIT;
-  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
-    auto *e = GST_ELEMENT(g_value_get_object(&item));
-    GstElementFactory *f = gst_element_get_factory(e);
-    if (f && g_str_equal(GST_OBJECT_NAME(f), "rtpbin")) rtpbin = gobj::ref(e);
-    g_value_reset(&item);
-  }
-  g_value_unset(&item);
-  gst_iterator_free(it);
-  if (rtpbin) {
-    GObject *session = nullptr;
-    g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, &session);
+  {
+    GObject *session = bundled_rtp_session(webrtcbin_.get());
     if (session) {
       connect(session, "on-receiving-rtcp",
               G_CALLBACK(+[](GObject *, GstBuffer *, gpointer data) {

@@ -260,16 +260,9 @@ void Impl::post(const HttpRequest &req, GstPromise *promise) {
         // early packet per regular interval, so a 5 s minimum interval (the
         // default) can hold a PLI back for seconds. RFC 4585 lets us report
         // more often; at 500 ms the cost is a few small packets a second.
-        gobj::Ref<GstElement> rtpbin =
-            gobj::adopt(gst_bin_get_by_name(GST_BIN(session->webrtcbin.get()), "rtpbin"));
-        if (rtpbin) {
-          GObject *rtp_session = nullptr;
-          g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, &rtp_session);
-          if (rtp_session) {
-            g_object_set(rtp_session, "rtcp-min-interval", guint64(500 * GST_MSECOND), nullptr);
-            g_object_unref(rtp_session);
-          }
-        }
+        gobj::Ref<GObject> rtp_session = gobj::adopt(bundled_rtp_session(session->webrtcbin.get()));
+        if (rtp_session)
+          g_object_set(rtp_session.get(), "rtcp-min-interval", guint64(500 * GST_MSECOND), nullptr);
         return {};
       },
       [self, held_promise, weak](bool ok, std::string text) {
