@@ -48,7 +48,10 @@ status=0
 for t in $targets; do
   mkdir -p "$build/fuzz-corpus/$t"
   echo "== fuzz-$t for ${secs}s"
+  # FUZZ_SEED (CI sets it): the same exploration every run, so CI fails on
+  # a regression, not on the luck of the draw; by hand, a new seed each time.
   if ! "$build/tests/fuzz/fuzz-$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+      ${FUZZ_SEED:+-seed="$FUZZ_SEED"} \
       -max_len=16384 -print_final_stats=1 \
       -artifact_prefix="$build/fuzz-artifacts/$t-" \
       "$build/fuzz-corpus/$t" "tests/fuzz/corpus/$t" > "$build/fuzz-$t.log" 2>&1; then
