@@ -12,47 +12,13 @@
 
 #include "api-helpers.h"
 #include "harness.h"
+#include "client-pipeline.h"
 #include "server-process.h"
 
 using namespace test;
 
 namespace {
 
-bool have_client_elements() {
-  for (const char *name : {"whipsink", "whepsrc"}) {
-    gobj::Ref<GstElementFactory> f = gobj::adopt(gst_element_factory_find(name));
-    if (!f) return false;
-  }
-  return true;
-}
-
-// A pipeline in this process, its bus watched.
-struct Client {
-  explicit Client(const std::string &description) {
-    GError *err = nullptr;
-    pipeline = gobj::sink(gst_parse_launch(description.c_str(), &err));
-    if (err) {
-      ADD_FAILURE() << "cannot build '" << description << "': " << err->message;
-      g_error_free(err);
-    }
-    if (pipeline) bus = std::make_unique<BusWatcher>(pipeline.get());
-  }
-  ~Client() {
-    if (pipeline) gst_element_set_state(pipeline.get(), GST_STATE_NULL);
-  }
-  void play() { gst_element_set_state(pipeline.get(), GST_STATE_PLAYING); }
-  gobj::Ref<GstElement> by_name(const char *name) {
-    return gobj::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), name));
-  }
-  std::string resource_url(const char *name) {
-    gobj::Ref<GstElement> e = by_name(name);
-    g_autofree gchar *url = nullptr;
-    g_object_get(e.get(), "resource-url", &url, nullptr);
-    return gobj::str_or(url);
-  }
-  gobj::Ref<GstElement> pipeline;
-  std::unique_ptr<BusWatcher> bus;
-};
 
 std::string publisher_launch(const std::string &url) {
   return "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,"
@@ -162,7 +128,7 @@ class ServerBadInput : public ::testing::Test {
  protected:
   void SetUp() override {
     REQUIRE_SERVER_ELEMENTS();
-    if (!have_client_elements()) FAIL() << "whipsink/whepsrc are not built yet";
+    if (!test::our_elements({"whipsink", "whepsrc"})) FAIL() << "whipsink/whepsrc missing or not from the whipwhep plugin";
     ASSERT_TRUE(server_.start({"--api-token", kToken}, extra_env_)) << server_.output();
   }
   void TearDown() override {

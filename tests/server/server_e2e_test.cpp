@@ -8,6 +8,7 @@
 #include <json-glib/json-glib.h>
 
 #include "harness.h"
+#include "client-pipeline.h"
 #include "server-process.h"
 
 using test::http;
@@ -15,15 +16,9 @@ using test::HttpReply;
 
 namespace {
 
-constexpr const char *kToken = "e2e-token-0123456789abcdef";
+using test::Client;
 
-bool have_elements() {
-  for (const char *name : {"whipserversrc", "whepserversink", "whipsink", "whepsrc"}) {
-    gobj::Ref<GstElementFactory> f = gobj::adopt(gst_element_factory_find(name));
-    if (!f) return false;
-  }
-  return true;
-}
+constexpr const char *kToken = "e2e-token-0123456789abcdef";
 
 std::string member(JsonObject *o, const char *block, const char *name) {
   if (!o) return {};
@@ -35,26 +30,6 @@ std::string member(JsonObject *o, const char *block, const char *name) {
 }
 
 // A gst-launch pipeline in this process, with its bus watched.
-struct Client {
-  explicit Client(const std::string &description) {
-    GError *err = nullptr;
-    pipeline = gobj::sink(gst_parse_launch(description.c_str(), &err));
-    if (err) {
-      ADD_FAILURE() << "cannot build '" << description << "': " << err->message;
-      g_error_free(err);
-    }
-    if (pipeline) bus = std::make_unique<test::BusWatcher>(pipeline.get());
-  }
-  ~Client() {
-    if (pipeline) gst_element_set_state(pipeline.get(), GST_STATE_NULL);
-  }
-  void play() { gst_element_set_state(pipeline.get(), GST_STATE_PLAYING); }
-  gobj::Ref<GstElement> by_name(const char *name) {
-    return gobj::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), name));
-  }
-  gobj::Ref<GstElement> pipeline;
-  std::unique_ptr<test::BusWatcher> bus;
-};
 
 std::string publisher_launch(const std::string &url) {
   return "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,"
@@ -71,7 +46,7 @@ std::string viewer_launch(const std::string &url) {
 class ServerE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!have_elements()) FAIL() << "the four whipwhep elements are not all built yet";
+    if (!test::our_elements({"whipserversrc", "whepserversink", "whipsink", "whepsrc"})) FAIL() << "the four elements missing or not from the whipwhep plugin";
     ASSERT_TRUE(server_.start({"--api-token", kToken})) << server_.output();
   }
   void TearDown() override {
@@ -292,7 +267,7 @@ guint64 decode_file(const std::string &path, bool *clean_eos, gint64 *duration) 
 }
 
 TEST(ServerRecording, TemplateWithARecordingBranchWritesAPlayableFile) {
-  if (!have_elements()) FAIL() << "the four whipwhep elements are not all built yet";
+  if (!test::our_elements({"whipserversrc", "whepserversink", "whipsink", "whepsrc"})) FAIL() << "the four elements missing or not from the whipwhep plugin";
   test::TempDir dir;
   const std::string conf = dir.file("recording.conf");
   const std::string conf_text =
@@ -353,7 +328,7 @@ TEST(ServerRecording, TemplateWithARecordingBranchWritesAPlayableFile) {
 }
 
 TEST(ServerRecording, SigtermWithLiveSessionsExitsZeroAndFinishesTheRecording) {
-  if (!have_elements()) FAIL() << "the four whipwhep elements are not all built yet";
+  if (!test::our_elements({"whipserversrc", "whepserversink", "whipsink", "whepsrc"})) FAIL() << "the four elements missing or not from the whipwhep plugin";
   test::TempDir dir;
   const std::string conf = dir.file("recording.conf");
   ASSERT_TRUE(g_file_set_contents(

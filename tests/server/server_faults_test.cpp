@@ -22,53 +22,13 @@
 
 #include "api-helpers.h"
 #include "harness.h"
+#include "client-pipeline.h"
 #include "server-process.h"
 
 using namespace test;
 
 namespace {
 
-bool have_client_elements() {
-  for (const char *name : {"whipsink", "whepsrc"}) {
-    gobj::Ref<GstElementFactory> f = gobj::adopt(gst_element_factory_find(name));
-    if (!f) return false;
-  }
-  return true;
-}
-
-// A pipeline in this process, its bus watched.
-struct Client {
-  explicit Client(const std::string &description) {
-    GError *err = nullptr;
-    pipeline = gobj::sink(gst_parse_launch(description.c_str(), &err));
-    if (err) {
-      ADD_FAILURE() << "cannot build '" << description << "': " << err->message;
-      g_error_free(err);
-    }
-    if (pipeline) bus = std::make_unique<BusWatcher>(pipeline.get());
-  }
-  ~Client() { stop(); }
-  void play() { gst_element_set_state(pipeline.get(), GST_STATE_PLAYING); }
-  void stop() {
-    if (pipeline) gst_element_set_state(pipeline.get(), GST_STATE_NULL);
-  }
-  gobj::Ref<GstElement> by_name(const char *name) {
-    return gobj::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), name));
-  }
-  std::string resource_url(const char *name) {
-    gobj::Ref<GstElement> e = by_name(name);
-    g_autofree gchar *url = nullptr;
-    g_object_get(e.get(), "resource-url", &url, nullptr);
-    return gobj::str_or(url);
-  }
-  void count(BufferCounter *c, const char *sink = "out") {
-    gobj::Ref<GstElement> out = by_name(sink);
-    gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(out.get(), "sink"));
-    c->attach(pad.get());
-  }
-  gobj::Ref<GstElement> pipeline;
-  std::unique_ptr<BusWatcher> bus;
-};
 
 const char *kVideo = "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,"
                      "framerate=15/1";
@@ -189,7 +149,7 @@ class ServerFaults : public ::testing::Test {
  public:
   void SetUp() override {
     REQUIRE_SERVER_ELEMENTS();
-    if (!have_client_elements()) FAIL() << "whipsink/whepsrc are not built yet";
+    if (!test::our_elements({"whipsink", "whepsrc"})) FAIL() << "whipsink/whepsrc missing or not from the whipwhep plugin";
     ASSERT_TRUE(server_.start({"--api-token", kToken})) << server_.output();
     HttpReply created = http("POST", server_.live_inputs_url(), kToken, "application/json",
                              R"({"meta":{"name":"faults"}})");
