@@ -50,6 +50,10 @@ BusWatcher::~BusWatcher() {
 }
 
 GstBusSyncReply BusWatcher::on_message(GstBus *, GstMessage *msg, gpointer data) {
+  // A sync handler that returns GST_BUS_DROP owns the message (gst_bus_post
+  // does not unref it then): without this every message leaked, and with it
+  // a reference to its source element, so no test pipeline was ever freed.
+  gobj::Ref<GstMessage> owned = gobj::adopt(msg);
   auto *self = static_cast<BusWatcher *>(data);
   g_mutex_lock(&self->lock_);
   if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR && !self->error_)
