@@ -5,10 +5,17 @@
 // bitrate (min/median) and loss; then CPU % of a core and MB per viewer from
 // the least-squares slope over N. --modes=ours,naive runs the same steps
 // against whepserversink and against the naive tee + webrtcbin relay.
+// --viewer=lean (default) makes the load generators' viewers LeanViewers
+// (lean-viewer.h: ICE + DTLS, SRTP counted, not decrypted); --viewer=webrtcbin
+// one recvonly webrtcbin each (viewer-client.h), as before. Either way the
+// first generator's first viewer is a decoding webrtcbin (the `frames`
+// column), and the generators' own CPU and threads are reported per step.
 //
 // Generator protocol (stdin/stdout, one line each):
 //   "add K TIMEOUT_S" -> "added total=.. connected=.. failed=.. error=.."
-//   "snap"            -> "v BYTES PACKETS LOST CONNECTED" per viewer, then "end FRAMES"
+//   "snap"            -> "v BYTES PACKETS LOST CONNECTED" per viewer, then
+//                        "end FRAMES DECRYPTED RECEIVED" (decoded frames of the decoding viewer;
+//                        SRTP packets the lean sample viewer decrypted / received)
 #include <glib-unix.h>
 #include <gst/gst.h>
 #include <unistd.h>
@@ -23,6 +30,8 @@
 #include <vector>
 
 #include "bench-util.h"
+#include "gobj.h"
+#include "lean-viewer.h"
 #include "viewer-client.h"
 
 namespace {
@@ -30,10 +39,12 @@ namespace {
 using bench::fmt;
 
 // ---------------------------------------------------------------- generator
-int run_generator(const std::string &endpoint, bool decode_first) {
-  GstElement *pipeline = gst_pipeline_new("gen");
-  gst_element_set_state(pipeline, GST_STATE_PLAYING);
-  std::vector<std::unique_ptr<bench::Viewer>> viewers;
+int run_generator(const std::string &endpoint, bool decode_first, bool lean) {
+  gobj::Ref<GstElement> pipeline = gobj::sink(gst_pipeline_new("gen"));
+  gst_element_set_state(pipeline.get(), GST_STATE_PLAYING);
+  std::unique_ptr<bench::LeanHost> host;
+  if (lean) host = std::make_unique<bench::LeanHost>();
+  std::vector<std::unique_ptr<bench::ViewerBase>> viewers;
   std::string line;
   printf("ready pid=%d\n", int(getpid()));
   fflush(stdout);
@@ -59,8 +70,9 @@ int run_generator(const std::string &endpoint, bool decode_first) {
         }
         if (done == k) break;
         while (pending < kInFlight && next < first + k) {
-          viewers.push_back(std::make_unique<bench::Viewer>(
-              pipeline, endpoint, decode_first && viewers.empty()));
+          const bool decode = decode_first && viewers.empty();
+          if (lean && !decode) viewers.push_back(std::make_unique<bench::LeanViewer>(*host, endpoint));
+          else viewers.push_back(std::make_unique<bench::Viewer>(pipeline.get(), endpoint, decode));
           viewers.back()->start();
           next++, pending++;
         }
@@ -82,16 +94,17 @@ int run_generator(const std::string &endpoint, bool decode_first) {
                v->lost(), v->connected() ? 1 : 0);
         frames += v->frames();
       }
-      printf("end %" G_GUINT64_FORMAT "\n", frames);
+      printf("end %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT "\n", frames,
+             host ? host->sample_decrypted() : 0, host ? host->sample_received() : 0);
     } else if (cmd == "quit") {
       break;
     }
     fflush(stdout);
   }
-  bench::shutdown_http_workers();
-  gst_element_set_state(pipeline, GST_STATE_NULL);
+  bench::shutdown_http_workers();  // first: no answer callback may outlive its viewer
   viewers.clear();
-  gst_object_unref(pipeline);
+  host.reset();
+  gst_element_set_state(pipeline.get(), GST_STATE_NULL);
   return 0;
 }
 
@@ -104,11 +117,12 @@ struct Options {
   double step_timeout = 300;
   std::string csv = "fanout.csv";
   std::string plot_data;  // gnuplot-friendly data file
+  std::string viewer = "lean";  // lean | webrtcbin
 };
 
 struct Snap {
   std::vector<guint64> bytes, packets, lost;
-  guint64 frames = 0;
+  guint64 frames = 0, decrypted = 0, received = 0;
 };
 
 bool snap(std::vector<std::unique_ptr<bench::Child>> &gens, Snap *out) {
@@ -118,7 +132,9 @@ bool snap(std::vector<std::unique_ptr<bench::Child>> &gens, Snap *out) {
       std::string l = g->wait_line("", 30);
       if (l.empty()) return false;
       if (l.rfind("end", 0) == 0) {
-        out->frames += std::stoull(l.substr(4));
+        guint64 f = 0, d = 0, r = 0;
+        sscanf(l.c_str(), "end %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT " %" G_GUINT64_FORMAT, &f, &d, &r);
+        out->frames += f, out->decrypted += d, out->received += r;
         break;
       }
       if (l.rfind("v ", 0) != 0) continue;
@@ -138,8 +154,20 @@ struct StepResult {
   double cpu = NAN, rss = NAN, setup_s = NAN;
   int threads = 0;
   double kbps_min = NAN, kbps_med = NAN, loss_pct = NAN;
-  guint64 frames = 0;
+  guint64 frames = 0, decrypted = 0, received = 0;
+  double gen_cpu = NAN;  // all load generators together, CPU s/s over the window
+  int gen_threads = 0;
 };
+
+// The load generators' own cost (to show they are not the bottleneck).
+bench::ProcSample sample_gens(std::vector<std::unique_ptr<bench::Child>> &gens) {
+  bench::ProcSample sum;
+  for (auto &g : gens) {
+    bench::ProcSample s = bench::sample_proc(g->pid());
+    sum.cpu_seconds += s.cpu_seconds, sum.threads += s.threads, sum.rss_mb += s.rss_mb;
+  }
+  return sum;
+}
 
 std::vector<StepResult> run_mode(const Options &o, const std::string &mode, std::string *stopped) {
   std::vector<StepResult> out;
@@ -187,7 +215,7 @@ std::vector<StepResult> run_mode(const Options &o, const std::string &mode, std:
     // Enough generator processes for this N.
     size_t want_gens = std::max<size_t>(o.min_gens, (n + o.viewers_per_gen - 1) / o.viewers_per_gen);
     while (gens.size() < want_gens) {
-      std::vector<std::string> argv{bench::self_dir() + "/fanout", "--gen=" + endpoint};
+      std::vector<std::string> argv{bench::self_dir() + "/fanout", "--gen=" + endpoint, "--viewer=" + o.viewer};
       if (gens.empty()) argv.push_back("--decode-first");
       gens.push_back(std::make_unique<bench::Child>(argv));
       if (gens.back()->wait_line("ready", 10).empty()) {
@@ -227,6 +255,7 @@ std::vector<StepResult> run_mode(const Options &o, const std::string &mode, std:
       g_usleep(guint64(o.settle * G_USEC_PER_SEC));
       Snap s0, s1;
       bench::ProcSample a = bench::sample_proc(relay.pid());
+      bench::ProcSample ga = sample_gens(gens);
       double ta = bench::now_ms();
       if (!snap(gens, &s0)) {
         *stopped = fmt("N=%d: snapshot failed", n);
@@ -234,6 +263,7 @@ std::vector<StepResult> run_mode(const Options &o, const std::string &mode, std:
       }
       g_usleep(guint64(o.window * G_USEC_PER_SEC));
       bench::ProcSample b = bench::sample_proc(relay.pid());
+      bench::ProcSample gb = sample_gens(gens);
       if (!snap(gens, &s1)) {
         *stopped = fmt("N=%d: snapshot failed", n);
         goto done;
@@ -255,9 +285,15 @@ std::vector<StepResult> run_mode(const Options &o, const std::string &mode, std:
       r.kbps_med = bench::median(kbps);
       r.loss_pct = pk + lo ? 100.0 * lo / double(pk + lo) : NAN;
       r.frames = s1.frames - s0.frames;
+      r.decrypted = s1.decrypted - s0.decrypted, r.received = s1.received - s0.received;
+      r.gen_cpu = (gb.cpu_seconds - ga.cpu_seconds) / secs;
+      r.gen_threads = gb.threads;
       out.push_back(r);
-      printf("%-6s %6d %6d %8.1f %8.3f %8.1f %8d %9.0f %9.0f %7.3f %7" G_GUINT64_FORMAT "\n", mode.c_str(), n,
-             r.connected, r.setup_s, r.cpu, r.rss, r.threads, r.kbps_min, r.kbps_med, r.loss_pct, r.frames);
+      printf("%-6s %6d %6d %8.1f %8.3f %8.1f %8d %9.0f %9.0f %7.3f %7" G_GUINT64_FORMAT " | %7.3f %7d %6zu %s\n",
+             mode.c_str(), n, r.connected, r.setup_s, r.cpu, r.rss, r.threads, r.kbps_min, r.kbps_med, r.loss_pct,
+             r.frames, r.gen_cpu, r.gen_threads, gens.size(),
+             o.viewer == "lean" ? bench::fmt("%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT, r.decrypted, r.received).c_str()
+                                : "-");
       fflush(stdout);
       if (failed > 0 || connected < added) {
         *stopped = fmt("N=%d: %d of %d new viewers connected, %d failed (first error: %s); stopped here", n,
@@ -306,22 +342,30 @@ int main(int argc, char **argv) {
     else if (a.rfind("--viewers-per-gen=", 0) == 0) o.viewers_per_gen = std::stoi(a.substr(18));
     else if (a.rfind("--step-timeout=", 0) == 0) o.step_timeout = std::stod(a.substr(15));
     else if (a.rfind("--csv=", 0) == 0) o.csv = a.substr(6);
+    else if (a.rfind("--viewer=", 0) == 0) o.viewer = a.substr(9);
     else {
       fprintf(stderr,
               "usage: %s [--smoke] [--steps=10,100,500,1000,2000] [--modes=ours,naive] [--window=10] "
-              "[--viewers-per-gen=250] [--step-timeout=300] [--csv=FILE]\n",
+              "[--viewers-per-gen=250] [--step-timeout=300] [--viewer=lean|webrtcbin] [--csv=FILE]\n",
               argv[0]);
       return 2;
     }
   }
-  if (!gen.empty()) return run_generator(gen, decode_first);
+  if (o.viewer != "lean" && o.viewer != "webrtcbin") {
+    fprintf(stderr, "--viewer must be lean or webrtcbin\n");
+    return 2;
+  }
+  if (!gen.empty()) return run_generator(gen, decode_first, o.viewer == "lean");
 
-  printf("# fanout: 640x360 30 fps VP8 1 Mbit/s publisher; window %.0f s; %s\n", o.window,
-         bench::machine_description().c_str());
-  printf("%-6s %6s %6s %8s %8s %8s %8s %9s %9s %7s %7s\n", "mode", "N", "conn", "setup s", "cpu s/s", "RSS MB",
-         "threads", "kbps min", "kbps med", "loss %", "frames");
+  printf("# fanout: 640x360 30 fps VP8 1 Mbit/s publisher; window %.0f s; viewers: %s; %s\n", o.window,
+         o.viewer.c_str(), bench::machine_description().c_str());
+  printf("# left of |: the relay; right: the load generators together (CPU s/s, threads, processes) and the\n"
+         "# lean sample viewer's SRTP packets decrypted/received in the window\n");
+  printf("%-6s %6s %6s %8s %8s %8s %8s %9s %9s %7s %7s | %7s %7s %6s %s\n", "mode", "N", "conn", "setup s",
+         "cpu s/s", "RSS MB", "threads", "kbps min", "kbps med", "loss %", "frames", "gen cpu", "gen thr", "gens",
+         "sample dec/rcv");
   bench::Csv csv(o.csv, "mode,n,connected,setup_s,cpu_s_per_s,rss_mb,threads,kbps_min,kbps_median,loss_pct,"
-                        "sample_decoded_frames");
+                        "sample_decoded_frames,viewer,gen_cpu_s_per_s,gen_threads,sample_decrypted,sample_received");
   bool failed = false;
   struct Fit {
     double cpu_pct = NAN, mb = NAN, thr = NAN, kbps = NAN;
@@ -334,8 +378,10 @@ int main(int argc, char **argv) {
     double kbps_sum = 0;
     int kbps_n = 0;
     for (auto &r : rs) {
-      csv.row(fmt("%s,%d,%d,%.2f,%.4f,%.2f,%d,%.1f,%.1f,%.4f,%" G_GUINT64_FORMAT, mode.c_str(), r.n, r.connected,
-                  r.setup_s, r.cpu, r.rss, r.threads, r.kbps_min, r.kbps_med, r.loss_pct, r.frames));
+      csv.row(fmt("%s,%d,%d,%.2f,%.4f,%.2f,%d,%.1f,%.1f,%.4f,%" G_GUINT64_FORMAT ",%s,%.4f,%d,%" G_GUINT64_FORMAT
+                  ",%" G_GUINT64_FORMAT,
+                  mode.c_str(), r.n, r.connected, r.setup_s, r.cpu, r.rss, r.threads, r.kbps_min, r.kbps_med,
+                  r.loss_pct, r.frames, o.viewer.c_str(), r.gen_cpu, r.gen_threads, r.decrypted, r.received));
       n.push_back(r.n), cpu.push_back(r.cpu), rss.push_back(r.rss), thr.push_back(r.threads);
       if (r.n > 0 && !std::isnan(r.kbps_med)) kbps_sum += r.kbps_med, kbps_n++;
     }
@@ -353,6 +399,14 @@ int main(int argc, char **argv) {
     f.thr = bench::slope(n, thr);
     f.kbps = kbps_n ? kbps_sum / kbps_n : NAN;
     fits.push_back({mode, f});
+    std::vector<double> gn, gcpu, gthr;
+    for (auto &r : rs)
+      if (r.n > 0 && !std::isnan(r.gen_cpu)) gn.push_back(r.n), gcpu.push_back(r.gen_cpu), gthr.push_back(r.gen_threads);
+    if (!gn.empty())
+      printf("%s: load generators (%s viewers): %.4f %% of a core and %.2f threads per viewer (slope over %zu "
+             "steps); at N=%.0f: %.3f CPU s/s, %.0f threads\n",
+             mode.c_str(), o.viewer.c_str(), bench::slope(gn, gcpu) * 100, bench::slope(gn, gthr), gn.size(),
+             gn.back(), gcpu.back(), gthr.back());
     printf("%s: slope over N=%d..%d: CPU (unsaturated steps) %.4f %% of a core, %.3f MB, %.2f threads per viewer; median delivered %.0f "
            "kbit/s; %s\n",
            mode.c_str(), rs.empty() ? 0 : rs.front().n, rs.empty() ? 0 : rs.back().n, f.cpu_pct, f.mb, f.thr, f.kbps,

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bench-util.h"
+#include "gobj.h"
 #include "ice.h"
 #include "webrtc-negotiation.h"
 
@@ -87,6 +88,60 @@ GstPadProbeReturn frame_probe(GstPad *, GstPadProbeInfo *, gpointer data) {
 
 void shutdown_http_workers() { HttpWorkers::get().shutdown(); }
 
+bool SeqTracker::add(guint16 seq) {
+  if (!have_) {
+    have_ = true;
+    first_ = max_ext_ = seq;
+    return true;
+  }
+  // Extend 16-bit seq around max_ext_.
+  guint32 cand = (max_ext_ & 0xffff0000u) | seq;
+  if (cand + 0x8000u < max_ext_) cand += 0x10000u;
+  else if (cand > max_ext_ + 0x8000u && cand >= 0x10000u) cand -= 0x10000u;
+  if (cand > max_ext_) max_ext_ = cand;
+  return false;
+}
+
+void http_post_sdp(const std::string &url, const std::string &sdp, std::function<void(HttpReply)> done) {
+  HttpWorkers::get().push([url, sdp, done](SoupSession *s) {
+    HttpReply r;
+    gobj::Ref<SoupMessage> msg = gobj::adopt(soup_message_new("POST", url.c_str()));
+    if (!msg) {
+      r.error = "bad URL " + url;
+      done(std::move(r));
+      return;
+    }
+    {
+      gobj::Ref<GBytes> body = gobj::adopt(g_bytes_new(sdp.data(), sdp.size()));
+      soup_message_set_request_body_from_bytes(msg.get(), "application/sdp", body.get());
+    }
+    r.t_post = now_ms();
+    gobj::Unique<GError> err;
+    gobj::Ref<GBytes> resp = gobj::adopt(soup_session_send_and_read(s, msg.get(), nullptr, gobj::out(err)));
+    r.t_answer = now_ms();
+    r.status = soup_message_get_status(msg.get());
+    if (resp) {
+      gsize n = 0;
+      const char *d = static_cast<const char *>(g_bytes_get_data(resp.get(), &n));
+      r.body.assign(d ? d : "", n);
+    }
+    if (const char *loc = soup_message_headers_get_one(soup_message_get_response_headers(msg.get()), "Location")) {
+      gobj::Unique<GUri> abs(g_uri_parse_relative(soup_message_get_uri(msg.get()), loc, GUriFlags(SOUP_HTTP_URI_FLAGS), nullptr));
+      r.location = abs ? gobj::Unique<gchar>(g_uri_to_string(abs.get())).get() : loc;
+    }
+    if (err) r.error = err->message;
+    done(std::move(r));
+  });
+}
+
+void http_delete(const std::string &url) {
+  HttpWorkers::get().push([url](SoupSession *s) {
+    gobj::Ref<SoupMessage> msg = gobj::adopt(soup_message_new("DELETE", url.c_str()));
+    if (!msg) return;
+    gobj::Ref<GBytes> resp = gobj::adopt(soup_session_send_and_read(s, msg.get(), nullptr, nullptr));
+  });
+}
+
 Viewer::Viewer(GstElement *pipeline, std::string endpoint, bool decode)
     : pipeline_(pipeline), endpoint_(std::move(endpoint)), decode_(decode) {}
 
@@ -102,8 +157,7 @@ void Viewer::stop() {
 
 guint64 Viewer::lost() const {
   std::lock_guard<std::mutex> l(lock_);
-  if (!have_seq_) return 0;
-  guint64 expected = guint64(max_ext_seq_ - first_seq_) + 1;
+  guint64 expected = seq_.expected();
   guint64 got = packets_;
   return expected > got ? expected - got : 0;
 }
@@ -134,18 +188,10 @@ void Viewer::on_rtp(GstBuffer *buf) {
   bytes_ += gst_buffer_get_size(buf);
   packets_++;
   std::lock_guard<std::mutex> l(lock_);
-  if (!have_seq_) {
-    have_seq_ = true;
-    first_seq_ = max_ext_seq_ = seq;
+  if (seq_.add(seq)) {
     t_.first_rtp = now_ms();
     first_rtp_seen_ = true;
-    return;
   }
-  // Extend 16-bit seq around max_ext_seq_.
-  guint32 cand = (max_ext_seq_ & 0xffff0000u) | seq;
-  if (cand + 0x8000u < max_ext_seq_) cand += 0x10000u;
-  else if (cand > max_ext_seq_ + 0x8000u && cand >= 0x10000u) cand -= 0x10000u;
-  if (cand > max_ext_seq_) max_ext_seq_ = cand;
 }
 
 void Viewer::on_frame() {
@@ -199,44 +245,22 @@ void Viewer::start() {
   gst_caps_unref(caps);
   if (trans) gst_object_unref(trans);
   gst_element_sync_state_with_parent(wb_);
-  GstElement *wb = wb_;
-  whipwhep::make_offer(wb, [this, wb](bool ok, std::string sdp) {
+  whipwhep::make_offer(wb_, [this](bool ok, std::string sdp) {
     if (!ok) {
       fail("offer: " + sdp);
       return;
     }
     offer_sent = true;
-    std::string url = endpoint_;
-    HttpWorkers::get().push([this, wb, url, sdp](SoupSession *s) {
-      SoupMessage *msg = soup_message_new("POST", url.c_str());
-      GBytes *body = g_bytes_new(sdp.data(), sdp.size());
-      soup_message_set_request_body_from_bytes(msg, "application/sdp", body);
-      g_bytes_unref(body);
+    http_post_sdp(endpoint_, sdp, [this](HttpReply r) {
       {
         std::lock_guard<std::mutex> l(lock_);
-        t_.post = now_ms();
+        t_.post = r.t_post, t_.answer = r.t_answer;
       }
-      GError *err = nullptr;
-      GBytes *resp = soup_session_send_and_read(s, msg, nullptr, &err);
-      {
-        std::lock_guard<std::mutex> l(lock_);
-        t_.answer = now_ms();
-      }
-      guint status = soup_message_get_status(msg);
-      std::string text;
-      if (resp) {
-        gsize n = 0;
-        const char *d = static_cast<const char *>(g_bytes_get_data(resp, &n));
-        text.assign(d ? d : "", n);
-        g_bytes_unref(resp);
-      }
-      g_object_unref(msg);
-      if (err) {
-        fail(std::string("POST: ") + err->message);
-        g_error_free(err);
+      if (!r.error.empty()) {
+        fail("POST: " + r.error);
         return;
       }
-      on_answer(status, text);
+      on_answer(r.status, r.body);
     });
   });
 }
