@@ -5,6 +5,10 @@
 //      keyframe on join, not on waiting for the next periodic one);
 //   2. sustained set-up rate: --burst sessions started with 16 in flight,
 //      sessions/s until all receive RTP, and POST -> answer p50/p99 under it.
+//      --viewer=lean (default): the burst's viewers are LeanViewers
+//      (lean-viewer.h: ICE + DTLS, SRTP counted, not decrypted), so the
+//      client's own set-up cost (a webrtcbin each) does not cap the rate;
+//      --viewer=webrtcbin as before.
 #include <gst/gst.h>
 
 #include <cmath>
@@ -15,6 +19,7 @@
 #include <vector>
 
 #include "bench-util.h"
+#include "lean-viewer.h"
 #include "viewer-client.h"
 
 namespace {
@@ -26,6 +31,7 @@ struct Options {
   int sequential = 20, burst = 200;
   double timeout = 10;
   std::string csv = "join.csv";
+  std::string viewer = "lean";  // burst viewers: lean | webrtcbin
 };
 
 struct Result {
@@ -62,7 +68,9 @@ Result run_mode(const Options &o, const std::string &mode) {
   gst_element_set_state(viewers_pipe, GST_STATE_PLAYING);
   g_usleep(2 * G_USEC_PER_SEC);
   std::string endpoint = fmt("http://127.0.0.1:%u/whep", whep);
-  std::vector<std::unique_ptr<bench::Viewer>> all;
+  std::vector<std::unique_ptr<bench::ViewerBase>> all;
+  std::unique_ptr<bench::LeanHost> host;
+  if (o.viewer == "lean") host = std::make_unique<bench::LeanHost>();
 
   for (int i = 0; i < o.sequential; i++) {
     all.push_back(std::make_unique<bench::Viewer>(viewers_pipe, endpoint, true));
@@ -95,7 +103,8 @@ Result run_mode(const Options &o, const std::string &mode) {
     }
     if (done == o.burst) break;
     while (pending < kInFlight && started < o.burst) {
-      all.push_back(std::make_unique<bench::Viewer>(viewers_pipe, endpoint, false));
+      if (host) all.push_back(std::make_unique<bench::LeanViewer>(*host, endpoint));
+      else all.push_back(std::make_unique<bench::Viewer>(viewers_pipe, endpoint, false));
       all.back()->start();
       started++, pending++;
     }
@@ -117,8 +126,9 @@ Result run_mode(const Options &o, const std::string &mode) {
   if (r.burst_connected > 0) r.rate = r.burst_connected / ((last - t0) / 1000);
 
   bench::shutdown_http_workers();
-  gst_element_set_state(viewers_pipe, GST_STATE_NULL);
   all.clear();
+  host.reset();
+  gst_element_set_state(viewers_pipe, GST_STATE_NULL);
   gst_object_unref(viewers_pipe);
   gst_element_set_state(pub, GST_STATE_NULL);
   gst_object_unref(pub);
@@ -142,8 +152,10 @@ int main(int argc, char **argv) {
       std::string m;
       while (std::getline(ss, m, ',')) o.modes.push_back(m);
     } else if (a.rfind("--csv=", 0) == 0) o.csv = a.substr(6);
+    else if (a == "--viewer=lean" || a == "--viewer=webrtcbin") o.viewer = a.substr(9);
     else {
-      fprintf(stderr, "usage: %s [--smoke] [--sequential=20] [--burst=200] [--modes=ours,naive] [--csv=FILE]\n",
+      fprintf(stderr, "usage: %s [--smoke] [--sequential=20] [--burst=200] [--modes=ours,naive] [--viewer=lean|webrtcbin] "
+              "[--csv=FILE]\n",
               argv[0]);
       return 2;
     }
@@ -153,15 +165,15 @@ int main(int argc, char **argv) {
   if (o.modes.size() > 1) {
     int rc = 0;
     for (auto &m : o.modes) {
-      std::string cmd = fmt("'%s' --modes=%s --sequential=%d --burst=%d --csv='%s'", argv[0], m.c_str(),
-                            o.sequential, o.burst, o.csv.empty() ? "" : (o.csv + "." + m).c_str());
+      std::string cmd = fmt("'%s' --modes=%s --sequential=%d --burst=%d --viewer=%s --csv='%s'", argv[0], m.c_str(),
+                            o.sequential, o.burst, o.viewer.c_str(), o.csv.empty() ? "" : (o.csv + "." + m).c_str());
       rc |= system(cmd.c_str());
     }
     return rc ? 1 : 0;
   }
   const std::string &mode = o.modes.at(0);
-  printf("# join (%s): 640x360 30 fps VP8 1 Mbit/s, keyframe every 10 s; %s\n", mode.c_str(),
-         bench::machine_description().c_str());
+  printf("# join (%s): 640x360 30 fps VP8 1 Mbit/s, keyframe every 10 s; burst viewers: %s; %s\n", mode.c_str(),
+         o.viewer.c_str(), bench::machine_description().c_str());
   Result r = run_mode(o, mode);
   printf("%-6s %-28s %6s %9s %9s\n", "mode", "figure", "n", "p50", "p99");
   auto row = [&](const char *name, const std::vector<double> &v) {

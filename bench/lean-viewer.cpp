@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -84,6 +85,18 @@ gobj::Ref<GstPad> feeding_pad(GstPad *peer, const std::string &stream_id, const 
   return pad;  // sticky events are stored and sent ahead of the first buffer
 }
 
+// BENCH_LEAN_TRACE=1: set-up milestones on stderr (now_ms clock).
+void trace(const char *format, ...) G_GNUC_PRINTF(1, 2);
+void trace(const char *format, ...) {
+  static const bool on = g_getenv("BENCH_LEAN_TRACE") != nullptr;
+  if (!on) return;
+  va_list ap;
+  va_start(ap, format);
+  gobj::Unique<gchar> msg(g_strdup_vprintf(format, ap));
+  va_end(ap);
+  fprintf(stderr, "%.1f lean %s\n", now_ms(), msg.get());
+}
+
 GstElement *make(const char *factory) { return gst_element_factory_make(factory, nullptr); }
 
 }  // namespace
@@ -93,7 +106,10 @@ LeanHost::LeanHost() {
   ctx_ = gobj::adopt(g_main_context_new());
   agent_ = gobj::adopt(
       nice_agent_new_full(ctx_.get(), NICE_COMPATIBILITY_RFC5245, NICE_AGENT_OPTION_REGULAR_NOMINATION));
-  g_object_set(agent_.get(), "controlling-mode", TRUE, "upnp", FALSE, "ice-tcp", FALSE, nullptr);
+  // Ta (stun-pacing-timer) paces the checks of all the agent's streams
+  // together: libnice's 20 ms made 16 joins in flight take ~600 ms of ICE.
+  g_object_set(agent_.get(), "controlling-mode", TRUE, "upnp", FALSE, "ice-tcp", FALSE, "stun-pacing-timer", 2u,
+               nullptr);
   NiceAddress addr;
   nice_address_init(&addr);
   nice_address_set_from_string(&addr, "127.0.0.1");
@@ -109,6 +125,7 @@ LeanHost::LeanHost() {
   gst_bus_set_sync_handler(
       bus.get(),
       +[](GstBus *, GstMessage *m, gpointer) {
+        gobj::Ref<GstMessage> owned = gobj::adopt(m);  // GST_BUS_DROP: the handler owns it
         if (GST_MESSAGE_TYPE(m) == GST_MESSAGE_ERROR) {
           gobj::Unique<GError> e;
           gst_message_parse_error(m, gobj::out(e), nullptr);
@@ -268,6 +285,7 @@ void LeanViewer::start() {
                  nullptr);
     g_signal_connect(enc_.get(), "on-key-set", G_CALLBACK(+[](GstElement *, gpointer d) {
                        static_cast<LeanViewer *>(d)->keyed_ = true;
+                       trace("stream %u: DTLS keys set", static_cast<LeanViewer *>(d)->stream_);
                      }),
                      this);
     // The encoder (and with it the DTLS role) waits for the answer.
@@ -427,6 +445,7 @@ void LeanViewer::apply_answer(const std::string &body) {
   if (added <= 0) return fail("answer has no usable UDP candidate");
   // As DTLS server we must listen before the ClientHello can arrive; as
   // client we start once ICE is up (see on_ice_state).
+  trace("stream %u: answer applied (POST at %.1f)", stream_, t_.post);
   if (!dtls_client_) start_dtls();
 }
 
@@ -444,6 +463,7 @@ void LeanViewer::on_ice_state(guint state) {
   if (state == NICE_COMPONENT_STATE_FAILED) {
     fail("ICE failed");
   } else if (state == NICE_COMPONENT_STATE_CONNECTED || state == NICE_COMPONENT_STATE_READY) {
+    if (!ice_up_) trace("stream %u: ICE connected", stream_);
     ice_up_ = true;
     if (dtls_client_) start_dtls();
   }
@@ -471,6 +491,7 @@ void LeanViewer::on_packet(const guint8 *data, guint len) {
     if (first) t_.first_rtp = now_ms();
   }
   if (first) {
+    trace("stream %u: first RTP", stream_);
     first_rtp_seen_ = true;
     // Media flows only once the relay's DTLS handshake finished: our last
     // flight arrived, so dtlsenc's send task has nothing left to do. Stop it
