@@ -1,6 +1,11 @@
 #include "fanout.h"
 
 #include <gst/video/video.h>
+#include <pthread.h>
+
+#include <condition_variable>
+#include <deque>
+#include <thread>
 
 GST_DEBUG_CATEGORY_STATIC(fanout_debug);
 #define GST_CAT_DEFAULT fanout_debug
@@ -42,9 +47,101 @@ GstEvent *caps_event_with_pt(GstEvent *caps_event, int pt) {
 
 }  // namespace
 
-Fanout::Fanout(const std::string &name, GstClockTime keyframe_interval)
+// One sender thread and its bounded queue.
+class Fanout::Shard {
+ public:
+  // Items waiting at most; beyond it the oldest media goes. 256 buffer lists
+  // is several seconds of video: reached only when the CPU cannot keep up.
+  static constexpr size_t kMaxQueued = 256;
+
+  Shard(Fanout *owner, guint index) : owner_(owner), index_(index) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~Shard() {
+    {
+      std::lock_guard<std::mutex> g(lock_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+
+  void push(const Item &item) {
+    {
+      std::lock_guard<std::mutex> g(lock_);
+      if (queue_.size() >= kMaxQueued) {
+        for (auto it = queue_.begin(); it != queue_.end(); ++it)
+          if (it->list) {  // events are never dropped: they carry the caps
+            dropped_ += gst_buffer_list_length(it->list.get());
+            queue_.erase(it);
+            break;
+          }
+      }
+      queue_.push_back(item);
+    }
+    wake_.notify_one();
+  }
+
+  guint64 dropped() const {
+    std::lock_guard<std::mutex> g(lock_);
+    return dropped_;
+  }
+
+ private:
+  void run() {
+    const std::string name = "fanout-" + std::to_string(index_);
+    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+    std::deque<Item> batch;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> g(lock_);
+        wake_.wait(g, [this] { return stop_ || !queue_.empty(); });
+        if (stop_) return;
+        batch.swap(queue_);
+      }
+      // Consecutive media items with the same payload type become one list:
+      // one push per branch for everything that queued up meanwhile.
+      while (!batch.empty()) {
+        if (batch.front().event) {
+          owner_->deliver(index_, batch.front());
+          batch.pop_front();
+          continue;
+        }
+        const int spt = batch.front().spt;
+        gobj::Ref<GstBufferList> merged;
+        while (!batch.empty() && batch.front().list && batch.front().spt == spt) {
+          GstBufferList *l = batch.front().list.get();
+          if (!merged) {
+            merged = batch.front().list;
+          } else {
+            if (!gst_buffer_list_is_writable(merged.get()))
+              merged = gobj::adopt(gst_buffer_list_copy(merged.get()));
+            for (guint i = 0; i < gst_buffer_list_length(l); i++)
+              gst_buffer_list_add(merged.get(), gst_buffer_ref(gst_buffer_list_get(l, i)));
+          }
+          batch.pop_front();
+        }
+        owner_->deliver_list(index_, merged.get(), spt);
+      }
+    }
+  }
+
+  Fanout *owner_;
+  guint index_;
+  mutable std::mutex lock_;
+  std::condition_variable wake_;
+  std::deque<Item> queue_;
+  bool stop_ = false;
+  guint64 dropped_ = 0;
+  std::thread thread_;
+};
+
+Fanout::Fanout(const std::string &name, guint threads, GstClockTime keyframe_interval)
     : name_(name), keyframe_interval_(keyframe_interval), list_(std::make_shared<List>()) {
   ensure_debug();
+  if (threads == 0) threads = std::max(1u, g_get_num_processors());
+  shard_load_.assign(threads, 0);
+  for (guint i = 1; i < threads; i++) shards_.push_back(std::make_unique<Shard>(this, i));
   sink_ = gobj::sink(gst_pad_new(("fanout-" + name).c_str(), GST_PAD_SINK));
   gst_pad_set_element_private(sink_.get(), this);
   gst_pad_set_chain_function(sink_.get(), &Fanout::chain);
@@ -55,14 +152,26 @@ Fanout::Fanout(const std::string &name, GstClockTime keyframe_interval)
 }
 
 Fanout::~Fanout() {
+  gst_pad_set_active(sink_.get(), FALSE);
+  gst_pad_set_element_private(sink_.get(), nullptr);
+  shards_.clear();  // joins the sender threads: nothing is delivered after this
   std::shared_ptr<const List> l;
   {
     std::lock_guard<std::mutex> g(lock_);
     l = list_;
   }
   for (const auto &b : *l) remove_branch(b);
-  gst_pad_set_active(sink_.get(), FALSE);
-  gst_pad_set_element_private(sink_.get(), nullptr);
+}
+
+guint64 Fanout::dropped_packets() const {
+  guint64 n = 0;
+  for (const auto &s : shards_) n += s->dropped();
+  return n;
+}
+
+std::vector<guint> Fanout::shard_loads() const {
+  std::lock_guard<std::mutex> g(lock_);
+  return shard_load_;
 }
 
 gobj::Ref<GstCaps> Fanout::caps() const {
@@ -115,6 +224,10 @@ std::shared_ptr<Fanout::Branch> Fanout::add_branch(GstPad *peer, int pt) {
   gst_pad_set_active(b->src.get(), TRUE);
   {
     std::lock_guard<std::mutex> g(lock_);
+    // The least loaded shard; ties go to the inline one (no hand-off).
+    for (guint i = 1; i < shard_load_.size(); i++)
+      if (shard_load_[i] < shard_load_[b->shard]) b->shard = i;
+    shard_load_[b->shard]++;
     if (stream_start_) gst_pad_store_sticky_event(b->src.get(), stream_start_.get());
     if (caps_event_) {
       gobj::Ref<GstEvent> ev = gobj::adopt(caps_event_with_pt(caps_event_.get(), pt));
@@ -144,6 +257,7 @@ void Fanout::detach_branch(const std::shared_ptr<Branch> &b) {
     auto l = std::make_shared<List>();
     for (const auto &x : *list_)
       if (x != b) l->push_back(x);
+    if (l->size() != list_->size() && shard_load_[b->shard] > 0) shard_load_[b->shard]--;
     list_ = l;
   }
 }
@@ -157,7 +271,7 @@ void Fanout::release_branch(const std::shared_ptr<Branch> &b) {
   gst_pad_set_element_private(b->src.get(), nullptr);
 }
 
-void Fanout::store_sticky(Branch &b, GstEvent *event) {
+void Fanout::store_sticky(Branch &b, GstEvent *event) const {
   // Under b.push_lock. Ready branches get the event now; others keep it
   // sticky on their pad, sent ahead of their first buffer.
   if (b.dead) return;
@@ -212,55 +326,33 @@ void Fanout::send_keyframe_request() {
                      gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, TRUE, count));
 }
 
-GstFlowReturn Fanout::chain(GstPad *pad, GstObject *, GstBuffer *buf) {
-  auto *self = static_cast<Fanout *>(gst_pad_get_element_private(pad));
-  gobj::Ref<GstBuffer> in = gobj::adopt(buf);
-  if (!self) return GST_FLOW_FLUSHING;
-  self->maybe_send_pending_keyframe();
-  auto l = self->snapshot();
-  int spt;
-  {
-    std::lock_guard<std::mutex> g(self->lock_);
-    spt = self->pt_;
-  }
-  const gsize size = gst_buffer_get_size(buf);
-  for (const auto &b : *l) {
-    if (!b->ready.load(std::memory_order_acquire)) continue;
-    GstBuffer *out = (b->pt < 0 || b->pt == spt) ? gst_buffer_ref(buf)
-                                                  : with_payload_type(buf, guint8(b->pt));
-    std::lock_guard<std::mutex> g(b->push_lock);
-    if (b->dead) {
-      gst_buffer_unref(out);
-      continue;
-    }
-    // A viewer's failure is its own: never propagated to the publisher.
-    GstFlowReturn r = gst_pad_push(b->src.get(), out);
-    if (r == GST_FLOW_OK) {
-      b->packets++;
-      b->bytes += size;
-    } else {
-      GST_LOG("fan-out %s: branch %s: %s", self->name_.c_str(), GST_PAD_NAME(b->src.get()),
-              gst_flow_get_name(r));
-    }
-  }
-  return GST_FLOW_OK;
+void Fanout::dispatch(Item item) {
+  for (const auto &shard : shards_) shard->push(item);
+  deliver(0, item);  // the inline shard, on the streaming thread
 }
 
-GstFlowReturn Fanout::chain_list(GstPad *pad, GstObject *, GstBufferList *list) {
-  auto *self = static_cast<Fanout *>(gst_pad_get_element_private(pad));
-  gobj::Ref<GstBufferList> in = gobj::adopt(list);
-  if (!self) return GST_FLOW_FLUSHING;
-  self->maybe_send_pending_keyframe();
-  auto l = self->snapshot();
-  int spt;
-  {
-    std::lock_guard<std::mutex> g(self->lock_);
-    spt = self->pt_;
+void Fanout::deliver(guint shard, const Item &item) const {
+  if (item.list) {
+    deliver_list(shard, item.list.get(), item.spt);
+    return;
   }
+  auto l = snapshot();
+  const bool caps = GST_EVENT_TYPE(item.event.get()) == GST_EVENT_CAPS;
+  for (const auto &b : *l) {
+    if (b->shard != shard) continue;
+    gobj::Ref<GstEvent> per =
+        caps ? gobj::adopt(caps_event_with_pt(item.event.get(), b->pt)) : item.event;
+    std::lock_guard<std::mutex> g(b->push_lock);
+    store_sticky(*b, per.get());
+  }
+}
+
+void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
+  auto l = snapshot();
   const guint n = gst_buffer_list_length(list);
   const gsize size = gst_buffer_list_calculate_size(list);
   for (const auto &b : *l) {
-    if (!b->ready.load(std::memory_order_acquire)) continue;
+    if (b->shard != shard || !b->ready.load(std::memory_order_acquire)) continue;
     GstBufferList *out;
     if (b->pt < 0 || b->pt == spt) {
       out = gst_buffer_list_ref(list);
@@ -274,11 +366,35 @@ GstFlowReturn Fanout::chain_list(GstPad *pad, GstObject *, GstBufferList *list) 
       gst_buffer_list_unref(out);
       continue;
     }
-    if (gst_pad_push_list(b->src.get(), out) == GST_FLOW_OK) {
+    // A viewer's failure is its own: never propagated to the publisher.
+    GstFlowReturn r = gst_pad_push_list(b->src.get(), out);
+    if (r == GST_FLOW_OK) {
       b->packets += n;
       b->bytes += size;
+    } else {
+      GST_LOG("fan-out %s: branch %s: %s", name_.c_str(), GST_PAD_NAME(b->src.get()),
+              gst_flow_get_name(r));
     }
   }
+}
+
+GstFlowReturn Fanout::chain(GstPad *pad, GstObject *, GstBuffer *buf) {
+  GstBufferList *list = gst_buffer_list_new_sized(1);
+  gst_buffer_list_add(list, buf);
+  return chain_list(pad, nullptr, list);
+}
+
+GstFlowReturn Fanout::chain_list(GstPad *pad, GstObject *, GstBufferList *list) {
+  auto *self = static_cast<Fanout *>(gst_pad_get_element_private(pad));
+  Item item;
+  item.list = gobj::adopt(list);
+  if (!self) return GST_FLOW_FLUSHING;
+  self->maybe_send_pending_keyframe();
+  {
+    std::lock_guard<std::mutex> g(self->lock_);
+    item.spt = self->pt_;
+  }
+  self->dispatch(std::move(item));
   return GST_FLOW_OK;
 }
 
@@ -290,7 +406,6 @@ gboolean Fanout::sink_event(GstPad *pad, GstObject *, GstEvent *event) {
     case GST_EVENT_STREAM_START:
     case GST_EVENT_SEGMENT:
     case GST_EVENT_CAPS: {
-      std::shared_ptr<const List> l;
       {
         std::lock_guard<std::mutex> g(self->lock_);
         if (GST_EVENT_TYPE(event) == GST_EVENT_STREAM_START) self->stream_start_ = ev;
@@ -306,15 +421,11 @@ gboolean Fanout::sink_event(GstPad *pad, GstObject *, GstEvent *event) {
           self->pt_ = pt;
           GST_INFO("fan-out %s: stream caps %" GST_PTR_FORMAT, self->name_.c_str(), caps);
         }
-        l = self->list_;
       }
-      for (const auto &b : *l) {
-        gobj::Ref<GstEvent> per = GST_EVENT_TYPE(event) == GST_EVENT_CAPS
-                                      ? gobj::adopt(caps_event_with_pt(event, b->pt))
-                                      : ev;
-        std::lock_guard<std::mutex> g(b->push_lock);
-        self->store_sticky(*b, per.get());
-      }
+      // Through the shards, in order with the media around it.
+      Item item;
+      item.event = ev;
+      self->dispatch(std::move(item));
       return TRUE;
     }
     default:

@@ -14,6 +14,17 @@
 // stall. That is the leaky behaviour a per-viewer `queue leaky=downstream`
 // would give, without the thread per viewer.
 //
+// Sharding: one thread cannot run SRTP and sendmsg for hundreds of viewers
+// (measured: a single streaming thread saturates near 200 viewers at
+// 1 Mbit/s), so branches are spread over `threads` shards. Shard 0 is served
+// inline on the publisher's streaming thread (no hand-off for small
+// fan-outs); every other shard has one sender thread fed through a bounded
+// queue of references (never copies). A sender drains everything queued at
+// once and hands it to each of its branches as one buffer list, so a busy
+// shard batches instead of falling behind; if its queue still overflows
+// (the machine is out of CPU) the oldest packets are dropped and counted,
+// the live edge is kept, and the publisher is never blocked.
+//
 // Keyframe requests (upstream GstForceKeyUnit from any viewer, or join) are
 // coalesced per stream: at most one per `keyframe_interval` goes upstream; a
 // request inside the window is remembered and sent when the window ends.
@@ -41,9 +52,12 @@ class Fanout {
     std::atomic<guint64> packets{0}, bytes{0}, keyframe_requests{0};
     std::mutex push_lock;      // held while pushing; removal waits on it
     Fanout *owner = nullptr;
+    guint shard = 0;
   };
 
-  explicit Fanout(const std::string &name, GstClockTime keyframe_interval = 300 * GST_MSECOND);
+  // threads = 0: one shard per processor.
+  explicit Fanout(const std::string &name, guint threads = 1,
+                  GstClockTime keyframe_interval = 300 * GST_MSECOND);
   ~Fanout();
   Fanout(const Fanout &) = delete;
   Fanout &operator=(const Fanout &) = delete;
@@ -75,6 +89,11 @@ class Fanout {
   // Coalesced, rate-limited upstream GstForceKeyUnit.
   void request_keyframe();
   guint64 keyframes_sent() const { return keyframes_sent_.load(); }
+  // Shards (inline one included) and packets dropped by full shard queues.
+  guint shard_count() const { return guint(shards_.size()) + 1; }
+  guint64 dropped_packets() const;
+  // Branches per shard, for tests.
+  std::vector<guint> shard_loads() const;
 
   // Rewrite the payload type on a copy of the header only; the payload
   // memory is shared. Exposed for tests.
@@ -82,6 +101,14 @@ class Fanout {
 
  private:
   using List = std::vector<std::shared_ptr<Branch>>;
+  class Shard;
+  // What the streaming thread hands to a shard: media or a sticky event,
+  // with the stream's payload type at that moment.
+  struct Item {
+    gobj::Ref<GstBufferList> list;
+    gobj::Ref<GstEvent> event;
+    int spt = -1;
+  };
   static GstFlowReturn chain(GstPad *pad, GstObject *parent, GstBuffer *buf);
   static GstFlowReturn chain_list(GstPad *pad, GstObject *parent, GstBufferList *list);
   static gboolean sink_event(GstPad *pad, GstObject *parent, GstEvent *event);
@@ -90,7 +117,11 @@ class Fanout {
   static gboolean src_query(GstPad *pad, GstObject *parent, GstQuery *query);
 
   std::shared_ptr<const List> snapshot() const;
-  void store_sticky(Branch &b, GstEvent *event);
+  void dispatch(Item item);
+  // Deliver to the branches of one shard, on that shard's thread.
+  void deliver(guint shard, const Item &item) const;
+  void deliver_list(guint shard, GstBufferList *list, int spt) const;
+  void store_sticky(Branch &b, GstEvent *event) const;
   void maybe_send_pending_keyframe();
   void send_keyframe_request();
 
@@ -103,6 +134,8 @@ class Fanout {
   gobj::Ref<GstEvent> stream_start_, caps_event_, segment_;
   gobj::Ref<GstCaps> caps_;
   int pt_ = -1;
+  std::vector<guint> shard_load_;  // branches per shard (index 0 = inline)
+  std::vector<std::unique_ptr<Shard>> shards_;  // shards 1..n-1, each with a thread
 
   std::mutex key_lock_;
   gint64 last_keyframe_us_ = 0;  // monotonic time of the last request sent

@@ -89,6 +89,7 @@ enum {
   PROP_VIEWER_COUNT,
   PROP_LATENCY,
   PROP_VIEWER_TIMEOUT,
+  PROP_FANOUT_THREADS,
   N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -114,6 +115,7 @@ struct Settings {
   guint max_viewers = 0;
   guint latency = kDefaultLatency;
   guint viewer_timeout = kDefaultViewerTimeout;
+  guint fanout_threads = 0;
 };
 
 using Viewer = ViewerSession;
@@ -188,7 +190,12 @@ GstPad *Impl::request_pad(GstPadTemplate *templ, const gchar *name) {
   }
   auto in = std::make_shared<Input>();
   in->kind = video ? MediaKind::Video : MediaKind::Audio;
-  in->fanout = std::make_unique<Fanout>(pad_name);
+  guint threads;
+  {
+    std::lock_guard<std::mutex> g(settings_lock);
+    threads = settings.fanout_threads;
+  }
+  in->fanout = std::make_unique<Fanout>(pad_name, threads);
   in->ghost = gobj::sink(gst_ghost_pad_new_no_target_from_template(pad_name.c_str(), templ));
   if (!in->ghost) return nullptr;
 
@@ -633,6 +640,7 @@ static void set_property(GObject *object, guint id, const GValue *value, GParamS
     case PROP_MAX_VIEWERS: s.max_viewers = g_value_get_uint(value); break;
     case PROP_LATENCY: s.latency = g_value_get_uint(value); break;
     case PROP_VIEWER_TIMEOUT: s.viewer_timeout = g_value_get_uint(value); break;
+    case PROP_FANOUT_THREADS: s.fanout_threads = g_value_get_uint(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
 }
@@ -655,6 +663,7 @@ static void get_property(GObject *object, guint id, GValue *value, GParamSpec *p
     case PROP_MAX_VIEWERS: g_value_set_uint(value, s.max_viewers); break;
     case PROP_LATENCY: g_value_set_uint(value, s.latency); break;
     case PROP_VIEWER_TIMEOUT: g_value_set_uint(value, s.viewer_timeout); break;
+    case PROP_FANOUT_THREADS: g_value_set_uint(value, s.fanout_threads); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
 }
@@ -754,6 +763,12 @@ static void gst_whipwhep_whep_server_sink_class_init(GstWhipwhepWhepServerSinkCl
       "Seconds without RTCP from a connected viewer before it is considered gone and removed "
       "(0 = never; ICE/DTLS failure removes a viewer regardless)",
       0, 3600, kDefaultViewerTimeout, rw_playing);
+  props[PROP_FANOUT_THREADS] = g_param_spec_uint(
+      "fanout-threads", "Fan-out threads",
+      "Threads that encrypt and send each input's packets to its viewers, viewers spread evenly "
+      "over them; one of them is the input's own streaming thread (0 = one per processor; 1 = "
+      "no extra thread). Applies to input pads requested afterwards",
+      0, 64, 0, GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_properties(oclass, N_PROPS, props);
 
   // void viewer-added (GstElement*, const gchar *session)
