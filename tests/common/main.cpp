@@ -4,12 +4,19 @@
 #include <gst/gst.h>
 #include <gtest/gtest.h>
 
+// Present (non-null) only in sanitizer builds: prints the calling stack.
+extern "C" void __sanitizer_print_stack_trace() __attribute__((weak));
+
 namespace {
 
 void log_handler(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer) {
   g_log_default_handler(domain, level, message, nullptr);
-  if (level & (G_LOG_LEVEL_CRITICAL | G_LOG_FLAG_FATAL))
+  if (level & (G_LOG_LEVEL_CRITICAL | G_LOG_FLAG_FATAL)) {
+    // Under ASan, say where: a critical from a GStreamer thread is otherwise
+    // only a message.
+    if (__sanitizer_print_stack_trace) __sanitizer_print_stack_trace();
     ADD_FAILURE() << "GLib critical in " << (domain ? domain : "?") << ": " << message;
+  }
 }
 
 class GstEnvironment : public ::testing::Environment {

@@ -92,11 +92,19 @@ class Examples : public ::testing::Test {
     g_free(dir);
   }
   std::vector<std::pair<std::string, std::string>> env() const {
-    return {{"ICE_ADDRESSES", "127.0.0.1"},
-            {"SIZE", "320x240"},
-            {"VIDEO_SINK", "fakesink name=vsink silent=false sync=false"},
-            {"AUDIO_SINK", "fakesink name=asink silent=false sync=false"},
-            {"GST_LAUNCH_FLAGS", "-v"}};
+    return with_preload({{"ICE_ADDRESSES", "127.0.0.1"},
+                         {"SIZE", "320x240"},
+                         {"VIDEO_SINK", "fakesink name=vsink silent=false sync=false"},
+                         {"AUDIO_SINK", "fakesink name=asink silent=false sync=false"},
+                         {"GST_LAUNCH_FLAGS", "-v"}});
+  }
+  // Sanitizer builds (tests/meson.build): the launch scripts' system
+  // gst-launch-1.0 needs the sanitizer runtime preloaded to load our plugin.
+  static std::vector<std::pair<std::string, std::string>> with_preload(
+      std::vector<std::pair<std::string, std::string>> env) {
+    const std::string preload = env_or("WHIPWHEP_LAUNCH_PRELOAD");
+    if (!preload.empty()) env.emplace_back("LD_PRELOAD", preload);
+    return env;
   }
   // Publish with publish.sh, play with play.sh, until the player's video
   // sink has seen `frames` buffers.
@@ -145,7 +153,7 @@ TEST_F(Examples, StandaloneRelayScriptCarriesLaunchScriptsPublishToPlay) {
   guint in = test::free_tcp_port(), out = test::free_tcp_port();
   while (out == in) out = test::free_tcp_port();
   Child relay({examples_ + "/launch/standalone-relay.sh", std::to_string(in), std::to_string(out)},
-              {{"ICE_ADDRESSES", "127.0.0.1"}}, tmp_ + "/standalone.log");
+              with_preload({{"ICE_ADDRESSES", "127.0.0.1"}}), tmp_ + "/standalone.log");
   // The listeners are up once gst-launch reports PLAYING.
   ASSERT_TRUE(test::wait_for([&] { return relay.output().find("Setting pipeline to PLAYING") !=
                                           std::string::npos; },
