@@ -61,9 +61,13 @@ class ChildPipeline {
       ADD_FAILURE() << err->message;
       return;
     }
-    proc_ = gobj::adopt(g_subprocess_newv(
-        args, GSubprocessFlags(G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE),
-        &err));
+    gobj::Ref<GSubprocessLauncher> launcher = gobj::adopt(g_subprocess_launcher_new(
+        GSubprocessFlags(G_SUBPROCESS_FLAGS_STDOUT_SILENCE | G_SUBPROCESS_FLAGS_STDERR_SILENCE)));
+    // Sanitizer builds (tests/meson.build): the system gst-launch-1.0 needs
+    // the sanitizer runtime preloaded to load the instrumented plugin.
+    if (const char *preload = g_getenv("WHIPWHEP_LAUNCH_PRELOAD"))
+      g_subprocess_launcher_setenv(launcher.get(), "LD_PRELOAD", preload, TRUE);
+    proc_ = gobj::adopt(g_subprocess_launcher_spawnv(launcher.get(), args, &err));
     if (!proc_) ADD_FAILURE() << "cannot start gst-launch-1.0: " << err->message;
   }
   ~ChildPipeline() { kill(); }
