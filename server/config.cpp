@@ -146,6 +146,8 @@ bool load_config_data(const std::string &data, const std::string &origin, Config
                      G_MAXUINT32, origin, &local) &&
             get_uint(kf, "limits", "max-body-bytes", &c.limits.max_body_bytes, 1024,
                      64 * 1024 * 1024, origin, &local) &&
+            get_uint(kf, "limits", "max-header-bytes", &c.limits.max_header_bytes, 1024,
+                     60 * 1024, origin, &local) &&
             get_uint(kf, "limits", "max-meta-bytes", &c.limits.max_meta_bytes, 16, 1024 * 1024,
                      origin, &local) &&
             get_uint(kf, "limits", "request-timeout-seconds", &c.limits.request_timeout_seconds,

@@ -14,6 +14,7 @@ struct Limits {
   guint max_live_inputs = 1000;
   guint max_viewers_per_input = 100;
   gsize max_body_bytes = 64 * 1024;
+  gsize max_header_bytes = 16 * 1024;  // request headers, all together
   guint max_meta_bytes = 16 * 1024;
   guint request_timeout_seconds = 30;  // to receive a whole request (slow clients)
 };

@@ -220,6 +220,27 @@ void HttpApi::on_early(SoupServer *, SoupServerMessage *msg, const char *path, G
                        gpointer data) {
   auto *self = static_cast<HttpApi *>(data);
   SoupMessageHeaders *rh = soup_server_message_get_request_headers(msg);
+  // Headers first: libsoup takes up to 64 KiB of them; we take less.
+  gsize header_bytes = 0;
+  soup_message_headers_foreach(
+      rh,
+      +[](const char *name, const char *value, gpointer total) {
+        *static_cast<gsize *>(total) += strlen(name) + strlen(value) + 4;  // ": " and CRLF
+      },
+      &header_bytes);
+  if (header_bytes > self->config_.limits.max_header_bytes) {
+    soup_message_body_set_accumulate(soup_server_message_get_request_body(msg), FALSE);
+    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection",
+                                 "close");
+    const std::string text = "the request headers are " + std::to_string(header_bytes) +
+                             " bytes; the limit is " +
+                             std::to_string(self->config_.limits.max_header_bytes);
+    if (is_api_path(split_path(path)))
+      self->reply_api_error(msg, 431, kErrTooLarge, text);
+    else
+      self->reply_text(msg, 431, text);
+    return;
+  }
   const gsize limit = self->config_.limits.max_body_bytes;
   const bool declared = soup_message_headers_get_encoding(rh) == SOUP_ENCODING_CONTENT_LENGTH;
   const goffset len = declared ? soup_message_headers_get_content_length(rh) : 0;
