@@ -423,14 +423,19 @@ void Impl::teardown_session(Session &session) {
       if (target == c.src) gst_ghost_pad_set_target(GST_GHOST_PAD(it->second->ghost.get()), nullptr);
     }
   }
-  gst_element_set_state(wb, GST_STATE_NULL);
+  // The element's own state changes (e.g. PLAYING -> PAUSED on another
+  // thread) iterate over its children: locked, ours are skipped, so none can
+  // be put back to PAUSED after we set it to NULL and then disposed in PAUSED
+  // when that iteration drops the last reference. An iteration already past
+  // that check is caught by the second NULL after the removal.
+  std::vector<GstElement *> all = {wb};
   for (auto &c : chains)
-    for (auto &e : c.elements) gst_element_set_state(e.get(), GST_STATE_NULL);
-  if (GST_OBJECT_PARENT(wb) == GST_OBJECT(element_)) gst_bin_remove(GST_BIN(element_), wb);
-  for (auto &c : chains)
-    for (auto &e : c.elements)
-      if (GST_OBJECT_PARENT(e.get()) == GST_OBJECT(element_))
-        gst_bin_remove(GST_BIN(element_), e.get());
+    for (auto &e : c.elements) all.push_back(e.get());
+  for (GstElement *e : all) gst_element_set_locked_state(e, TRUE);
+  for (GstElement *e : all) gst_element_set_state(e, GST_STATE_NULL);
+  for (GstElement *e : all)
+    if (GST_OBJECT_PARENT(e) == GST_OBJECT(element_)) gst_bin_remove(GST_BIN(element_), e);
+  for (GstElement *e : all) gst_element_set_state(e, GST_STATE_NULL);
   session.webrtcbin.reset();
   GST_DEBUG_OBJECT(element_, "session %s torn down", session.id.c_str());
 }
