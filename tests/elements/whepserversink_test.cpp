@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -122,14 +123,13 @@ HttpResponse request(GstElement *sink, const std::string &method, const std::str
   req.session = session;
   req.content_type = type;
   if (!body.empty()) req.body = gobj::adopt(g_bytes_new(body.data(), body.size()));
-  bool done = false;
-  HttpResponse out;
-  submit_request(sink, req, nullptr, [&](HttpResponse r) {
-    out = std::move(r);
-    done = true;
-  });
-  EXPECT_TRUE(test::wait_for([&] { return done; }, 20000));
-  return out;
+  // The callback owns what it writes: if the wait times out (a slow
+  // sanitizer run), a late answer must not write into this dead frame.
+  auto out = std::make_shared<std::shared_ptr<HttpResponse>>();
+  submit_request(sink, req, nullptr,
+                 [out](HttpResponse r) { *out = std::make_shared<HttpResponse>(std::move(r)); });
+  EXPECT_TRUE(test::wait_for([&] { return *out != nullptr; }, 20000));
+  return *out ? **out : HttpResponse::text(0, "no response");
 }
 
 // A recvonly viewer: webrtcbin -> depay -> decoder -> fakesink (counted).
@@ -177,28 +177,41 @@ class Viewer {
       gst_object_unref(t);
     }
   }
+  // Promise callbacks run on webrtcbin's thread, possibly after a wait here
+  // timed out: they write into state they share, never into this frame.
+  struct Outcome {
+    std::mutex m;
+    bool done = false, ok = false;
+    std::string text;
+  };
+  static bool wait_outcome(const std::shared_ptr<Outcome> &o) {
+    return test::wait_for([&] { std::lock_guard<std::mutex> l(o->m); return o->done; }, 10000);
+  }
+  static std::function<void(bool, std::string)> fill(const std::shared_ptr<Outcome> &o) {
+    return [o](bool ok, std::string text) {
+      std::lock_guard<std::mutex> l(o->m);
+      o->ok = ok;
+      o->text = std::move(text);
+      o->done = true;
+    };
+  }
   std::string offer() {
-    std::string sdp;
-    bool done = false;
-    make_offer(webrtc.get(), [&](bool ok, std::string text) {
-      EXPECT_TRUE(ok) << text;
-      sdp = text;
-      done = true;
-    });
-    EXPECT_TRUE(test::wait_for([&] { return done; }, 10000));
-    return sdp;
+    auto o = std::make_shared<Outcome>();
+    make_offer(webrtc.get(), fill(o));
+    EXPECT_TRUE(wait_outcome(o));
+    std::lock_guard<std::mutex> l(o->m);
+    EXPECT_TRUE(o->ok) << o->text;
+    return o->ok ? o->text : std::string();
   }
   bool answer(const std::string &sdp) {
     std::string why;
     GstSDPMessage *msg = parse_sdp(sdp, &why);
     if (!msg) return false;
-    bool done = false, result = false;
-    apply_answer(webrtc.get(), msg, [&](bool ok, std::string) {
-      result = ok;
-      done = true;
-    });
-    EXPECT_TRUE(test::wait_for([&] { return done; }, 10000));
-    return result;
+    auto o = std::make_shared<Outcome>();
+    apply_answer(webrtc.get(), msg, fill(o));
+    EXPECT_TRUE(wait_outcome(o));
+    std::lock_guard<std::mutex> l(o->m);
+    return o->done && o->ok;
   }
   // Offer, POST through handle-request, apply the answer. Returns the session.
   std::string join(GstElement *sink) {

@@ -207,11 +207,13 @@ HttpResponse request(GstElement *element, const std::string &method, const std::
   req.session = session;
   req.authorization = auth;
   if (!body.empty()) req.body = gobj::adopt(g_bytes_new(body.data(), body.size()));
-  std::shared_ptr<HttpResponse> out;
+  // The callback owns what it writes: a response after the wait timed out
+  // must not write into this dead frame.
+  auto out = std::make_shared<std::shared_ptr<HttpResponse>>();
   submit_request(element, req, g_main_context_default(),
-                 [&out](HttpResponse r) { out = std::make_shared<HttpResponse>(std::move(r)); });
-  test::wait_for([&out] { return out != nullptr; }, 20000);
-  return out ? *out : HttpResponse::text(0, "no response");
+                 [out](HttpResponse r) { *out = std::make_shared<HttpResponse>(std::move(r)); });
+  test::wait_for([&out] { return *out != nullptr; }, 20000);
+  return *out ? **out : HttpResponse::text(0, "no response");
 }
 
 // Offer, POST through handle-request, answer: returns the session id.
