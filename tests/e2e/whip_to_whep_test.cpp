@@ -494,7 +494,13 @@ void churn(bool strict) {
   };
   std::vector<std::unique_ptr<Viewer>> churners;
   int joined = 0, decoded = 0, left = 0;
-  while (g_get_monotonic_time() - churn_start < 10 * G_USEC_PER_SEC) {
+  // 10 s of churn, and at least 5 joins (a sanitizer build joins slower;
+  // bounded at 30 s).
+  auto churning = [&] {
+    const gint64 t = g_get_monotonic_time() - churn_start;
+    return t < 10 * G_USEC_PER_SEC || (joined < 5 && t < 30 * G_USEC_PER_SEC);
+  };
+  while (churning()) {
     churners.push_back(std::make_unique<Viewer>(relay.whep_url()));
     Viewer &v = *churners.back();
     ASSERT_TRUE(v.play());
@@ -547,7 +553,12 @@ void churn(bool strict) {
   }
   // What the fan-out itself adds to a stall coming from upstream.
   EXPECT_LT(gap - relay_gap, 200 * 1000) << "the fan-out added " << ms(gap - relay_gap) << " to the largest gap";
-  EXPECT_GE(frames, guint64(churn_us / 1000 / 33 / 2)) << "steady viewer lost frames during the churn";
+  // At least half the publisher's 30 fps reaches the steady viewer. Under
+  // ASan+UBSan (WHIPWHEP_SANITIZER, tests/meson.build) two cores run the
+  // publisher, the relay and four or five peers at about 12 fps whatever the
+  // fan-out does, so there a quarter.
+  const guint64 min_frames = churn_us / 1000 / 33 / (g_getenv("WHIPWHEP_SANITIZER") ? 4 : 2);
+  EXPECT_GE(frames, min_frames) << "steady viewer lost frames during the churn";
   EXPECT_FALSE(relay.bus->has_error()) << relay.bus->error_text();
 }
 
