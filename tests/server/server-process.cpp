@@ -91,6 +91,19 @@ bool ServerProcess::start(const std::vector<std::string> &args,
   g_subprocess_launcher_unsetenv(launcher, "WHIPWHEP_API_TOKEN");
   for (const auto &kv : env)
     g_subprocess_launcher_setenv(launcher, kv.first.c_str(), kv.second.c_str(), TRUE);
+  // For profiling the server alone (e.g. heaptrack's preload library):
+  // WHIPWHEP_TEST_SERVER_ENV_X=v sets X=v for the server, not for the test.
+  {
+    g_auto(GStrv) environ_copy = g_get_environ();
+    const std::string prefix = "WHIPWHEP_TEST_SERVER_ENV_";
+    for (char **e = environ_copy; e && *e; e++) {
+      const std::string kv = *e;
+      const size_t eq = kv.find('=');
+      if (kv.compare(0, prefix.size(), prefix) == 0 && eq != std::string::npos)
+        g_subprocess_launcher_setenv(launcher, kv.substr(prefix.size(), eq - prefix.size()).c_str(),
+                                     kv.substr(eq + 1).c_str(), TRUE);
+    }
+  }
   std::vector<const char *> argv = {WHIPWHEP_SERVER_PATH, "--listen", "127.0.0.1:0",
                                     "--data-dir", data_dir_.c_str()};
   for (const auto &a : args) argv.push_back(a.c_str());

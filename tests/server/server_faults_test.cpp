@@ -7,8 +7,9 @@
 //
 // Publishers and viewers that get killed run as child gst-launch-1.0
 // processes with our plugin (GST_PLUGIN_PATH_1_0 from the test environment).
-// WHIPWHEP_SOAK_SESSIONS / WHIPWHEP_SOAK_CONCURRENCY size the soak (default
-// 300 sessions, 10 at a time) for longer manual runs.
+// WHIPWHEP_SOAK_SESSIONS / WHIPWHEP_SOAK_CONCURRENCY / WHIPWHEP_SOAK_WARMUP
+// size the soak (default 2000 sessions, 50 at a time, 500 of warm-up) for
+// longer manual runs.
 #include <gtest/gtest.h>
 #include <json-glib/json-glib.h>
 #include <signal.h>
@@ -306,17 +307,25 @@ struct SoakViewer {
 
 void soak(ServerFaults *t, bool check_rss);
 
+// 2000 viewer sessions, 50 at a time (WHIPWHEP_SOAK_* to change): fds and
+// threads must come back to their baseline; RSS is reported.
 TEST_F(ServerFaults, ViewerChurnSoakReturnsFdsAndThreadsToBaseline) { soak(this, false); }
 
-// Known issue: RSS grows about 15-25 KiB per viewer session (300 sessions:
-// +12 % after warm-up, 700: +21 %), with fds and threads back to baseline.
-// Enable when found.
-TEST_F(ServerFaults, DISABLED_ViewerChurnSoakReturnsRssToWithinTenPercent) { soak(this, true); }
+// KNOWN ISSUE (enable when fixed): RSS does not stay within 10 % of its value
+// after the warm-up (500 sessions). Measured on 2026-11-29, 2000 sessions, 50
+// at a time: +15.4 % and +13.3 % (with MALLOC_ARENA_MAX=2), -7.1 % once; it
+// grows about 10-15 KiB per session up to ~1000 sessions and then flattens
+// (within 4 % from 1000 to 2000). glibc's heap in use (mallinfo2) at the end
+// is back to its starting value, so the growth is memory glibc keeps
+// (fragmented free chunks across arenas), not a leak found so far.
+TEST_F(ServerFaults, DISABLED_ViewerChurnSoakKeepsRssWithinTenPercent) { soak(this, true); }
 
 void soak(ServerFaults *t, bool check_rss) {
-  const guint total = env_uint("WHIPWHEP_SOAK_SESSIONS", 300);
-  const guint at_once = std::max(1u, env_uint("WHIPWHEP_SOAK_CONCURRENCY", 10));
-  const guint warmup = std::min(50u, total / 2);
+  const guint total = env_uint("WHIPWHEP_SOAK_SESSIONS", 2000);
+  const guint at_once = std::max(1u, env_uint("WHIPWHEP_SOAK_CONCURRENCY", 50));
+  // Warm-up: enough full rounds of viewers for the allocator's arenas to
+  // reach their working size (each concurrent viewer's threads use their own).
+  const guint warmup = std::min(env_uint("WHIPWHEP_SOAK_WARMUP", 10 * at_once), total / 2);
   // Each viewer leaves after this many buffers (or the timeout below).
   constexpr guint64 kBuffersPerViewer = 10;
   constexpr gint64 kViewerTimeoutUs = 15 * G_USEC_PER_SEC;
@@ -333,7 +342,7 @@ void soak(ServerFaults *t, bool check_rss) {
   guint started = 0, finished = 0, with_media = 0, errors = 0;
   Usage after_warmup;
   const gint64 t0 = g_get_monotonic_time();
-  const gint64 deadline = t0 + gint64(std::max(120u, total / 2)) * G_USEC_PER_SEC;
+  const gint64 deadline = t0 + gint64(std::max(120u, total / 10)) * G_USEC_PER_SEC;
   while ((started < total || !active.empty()) && g_get_monotonic_time() < deadline) {
     // At the end of the warm-up, let its viewers leave before measuring.
     const bool draining = started >= warmup && after_warmup.rss_kib < 0;
@@ -372,6 +381,8 @@ void soak(ServerFaults *t, bool check_rss) {
       }
       it = active.erase(it);  // whepsrc DELETEs its session going to NULL
       ++finished;
+      if (finished % 250 == 0)
+        g_print("  %u sessions done: %s\n", finished, describe(usage_of(pid)).c_str());
     }
   }
   const double secs = (g_get_monotonic_time() - t0) / 1e6;
@@ -391,8 +402,8 @@ void soak(ServerFaults *t, bool check_rss) {
   const double growth = double(end.rss_kib - after_warmup.rss_kib) / after_warmup.rss_kib;
   g_print("RSS growth after warm-up: %+.1f %%\n", growth * 100);
   if (check_rss) {
-    EXPECT_LE(growth, 0.10) << "RSS after warm-up " << after_warmup.rss_kib
-                            << " KiB, at the end " << end.rss_kib << " KiB";
+    EXPECT_LE(growth, 0.10) << "RSS after warm-up " << after_warmup.rss_kib << " KiB, at the end "
+                            << end.rss_kib << " KiB";
   }
   EXPECT_EQ(t->status(), "connected");
   EXPECT_FALSE(publisher.bus->has_error()) << publisher.bus->error_text();
