@@ -50,8 +50,11 @@ GstEvent *caps_event_with_pt(GstEvent *caps_event, int pt) {
 // One sender thread and its bounded queue.
 class Fanout::Shard {
  public:
-  // Items waiting at most; beyond it the oldest media goes. 256 buffer lists
-  // is several seconds of video: reached only when the CPU cannot keep up.
+  // Latency is a budget: media that waited longer than this for a busy
+  // sender (the CPU cannot keep up) is dropped, oldest first, and counted,
+  // instead of delaying everything behind it. A cap on the count bounds
+  // memory whatever the timestamps say.
+  static constexpr gint64 kMaxQueuedUs = 150 * 1000;
   static constexpr size_t kMaxQueued = 256;
 
   Shard(Fanout *owner, guint index) : owner_(owner), index_(index) {
@@ -67,17 +70,22 @@ class Fanout::Shard {
   }
 
   void push(const Item &item) {
+    const gint64 now = g_get_monotonic_time();
     {
       std::lock_guard<std::mutex> g(lock_);
-      if (queue_.size() >= kMaxQueued) {
-        for (auto it = queue_.begin(); it != queue_.end(); ++it)
-          if (it->list) {  // events are never dropped: they carry the caps
-            dropped_ += gst_buffer_list_length(it->list.get());
-            queue_.erase(it);
-            break;
-          }
+      // Events are never dropped: they carry the caps.
+      for (auto it = queue_.begin(); it != queue_.end();) {
+        if (it->list && (now - it->queued_us > kMaxQueuedUs || queue_.size() >= kMaxQueued)) {
+          dropped_ += gst_buffer_list_length(it->list.get());
+          it = queue_.erase(it);
+        } else if (now - it->queued_us <= kMaxQueuedUs) {
+          break;  // the rest is younger
+        } else {
+          ++it;
+        }
       }
       queue_.push_back(item);
+      queue_.back().queued_us = now;
     }
     wake_.notify_one();
   }

@@ -21,9 +21,10 @@
 // fan-outs); every other shard has one sender thread fed through a bounded
 // queue of references (never copies). A sender drains everything queued at
 // once and hands it to each of its branches as one buffer list, so a busy
-// shard batches instead of falling behind; if its queue still overflows
-// (the machine is out of CPU) the oldest packets are dropped and counted,
-// the live edge is kept, and the publisher is never blocked.
+// shard batches instead of falling behind; if it still falls behind by more
+// than 150 ms (the machine is out of CPU) the oldest packets are dropped and
+// counted: the live edge is kept, latency stays bounded, and the publisher is
+// never blocked.
 //
 // Keyframe requests (upstream GstForceKeyUnit from any viewer, or join) are
 // coalesced per stream: at most one per `keyframe_interval` goes upstream; a
@@ -108,6 +109,7 @@ class Fanout {
     gobj::Ref<GstBufferList> list;
     gobj::Ref<GstEvent> event;
     int spt = -1;
+    gint64 queued_us = 0;  // monotonic time it was handed to a sender
   };
   static GstFlowReturn chain(GstPad *pad, GstObject *parent, GstBuffer *buf);
   static GstFlowReturn chain_list(GstPad *pad, GstObject *parent, GstBufferList *list);

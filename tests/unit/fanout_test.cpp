@@ -234,3 +234,43 @@ TEST(Fanout, RemovedViewerGetsNothingMoreAndLoadIsRebalanced) {
   EXPECT_EQ(f.shard_loads(), (std::vector<guint>{1, 1}));
   EXPECT_EQ(bc->shard, bb->shard);
 }
+
+TEST(Fanout, SenderFallingBehindDropsOldestMediaAndKeepsTheLiveEdge) {
+  Fanout f("video", 2);
+  start_stream(f, 96);
+  Receiver inline_viewer(0), slow(1);
+  auto bi = f.add_branch(inline_viewer.pad.get(), -1);
+  auto bs = f.add_branch(slow.pad.get(), -1);
+  ASSERT_NE(bs->shard, 0u);
+  f.set_ready(bi);
+  f.set_ready(bs);
+  // The slow viewer's sender is stuck for 400 ms inside its first push
+  // (a CPU that cannot keep up), while 30 packets a second keep coming.
+  std::mutex gate;
+  std::unique_lock<std::mutex> held(gate);
+  gst_pad_add_probe(slow.pad.get(), GST_PAD_PROBE_TYPE_BUFFER_LIST,
+                    +[](GstPad *, GstPadProbeInfo *, gpointer m) -> GstPadProbeReturn {
+                      std::lock_guard<std::mutex> wait(*static_cast<std::mutex *>(m));
+                      return GST_PAD_PROBE_OK;
+                    },
+                    &gate, nullptr);
+  guint16 seq = 1;
+  const gint64 start = g_get_monotonic_time();
+  while (g_get_monotonic_time() - start < 400 * 1000) {
+    send_packets(f, seq++, 1, 96);
+    test::wait_for([] { return false; }, 33);
+  }
+  held.unlock();
+  const guint16 last = seq - 1;
+  auto last_seq = [](Receiver &r) {
+    std::lock_guard<std::mutex> g(r.lock);
+    return r.seqs.empty() ? 0 : r.seqs.back();
+  };
+  ASSERT_TRUE(test::wait_for([&] { return last_seq(slow) == last; }, 5000)) << last_seq(slow);
+  EXPECT_EQ(inline_viewer.count(), size_t(last)) << "the inline shard lost packets";
+  EXPECT_GT(f.dropped_packets(), 0u) << "nothing older than 150 ms was dropped";
+  std::lock_guard<std::mutex> g(slow.lock);
+  EXPECT_LT(slow.seqs.size(), size_t(last));
+  EXPECT_EQ(slow.seqs.size() + f.dropped_packets(), size_t(last));
+  for (size_t k = 1; k < slow.seqs.size(); k++) EXPECT_GT(slow.seqs[k], slow.seqs[k - 1]);
+}
