@@ -149,7 +149,8 @@ Fanout::Fanout(const std::string &name, guint threads, GstClockTime keyframe_int
   ensure_debug();
   if (threads == 0) threads = std::max(1u, g_get_num_processors());
   shard_load_.assign(threads, 0);
-  for (guint i = 1; i < threads; i++) shards_.push_back(std::make_unique<Shard>(this, i));
+  if (threads > 1)
+    for (guint i = 0; i < threads; i++) shards_.push_back(std::make_unique<Shard>(this, i));
   sink_ = gobj::sink(gst_pad_new(("fanout-" + name).c_str(), GST_PAD_SINK));
   gst_pad_set_element_private(sink_.get(), this);
   gst_pad_set_chain_function(sink_.get(), &Fanout::chain);
@@ -232,7 +233,7 @@ std::shared_ptr<Fanout::Branch> Fanout::add_branch(GstPad *peer, int pt) {
   gst_pad_set_active(b->src.get(), TRUE);
   {
     std::lock_guard<std::mutex> g(lock_);
-    // The least loaded shard; ties go to the inline one (no hand-off).
+    // The least loaded shard.
     for (guint i = 1; i < shard_load_.size(); i++)
       if (shard_load_[i] < shard_load_[b->shard]) b->shard = i;
     shard_load_[b->shard]++;
@@ -335,8 +336,11 @@ void Fanout::send_keyframe_request() {
 }
 
 void Fanout::dispatch(Item item) {
+  if (shards_.empty()) {
+    deliver(0, item);  // one shard: inline, on the streaming thread
+    return;
+  }
   for (const auto &shard : shards_) shard->push(item);
-  deliver(0, item);  // the inline shard, on the streaming thread
 }
 
 void Fanout::deliver(guint shard, const Item &item) const {

@@ -16,10 +16,13 @@
 //
 // Sharding: one thread cannot run SRTP and sendmsg for hundreds of viewers
 // (measured: a single streaming thread saturates near 200 viewers at
-// 1 Mbit/s), so branches are spread over `threads` shards. Shard 0 is served
-// inline on the publisher's streaming thread (no hand-off for small
-// fan-outs); every other shard has one sender thread fed through a bounded
-// queue of references (never copies). A sender drains everything queued at
+// 1 Mbit/s), so branches are spread over `threads` shards, each with one
+// sender thread fed through a bounded queue of references (never copies).
+// The publisher's streaming thread only hands packets over and never waits
+// for a viewer, so a busy fan-out cannot back up into the queues upstream
+// (measured: with the streaming thread serving a shard itself, a saturated
+// relay added p50 ~300 ms there). With threads = 1 there is no sender thread:
+// the streaming thread delivers inline. A sender drains everything queued at
 // once and hands it to each of its branches as one buffer list, so a busy
 // shard batches instead of falling behind; if it still falls behind by more
 // than 150 ms (the machine is out of CPU) the oldest packets are dropped and
@@ -90,8 +93,8 @@ class Fanout {
   // Coalesced, rate-limited upstream GstForceKeyUnit.
   void request_keyframe();
   guint64 keyframes_sent() const { return keyframes_sent_.load(); }
-  // Shards (inline one included) and packets dropped by full shard queues.
-  guint shard_count() const { return guint(shards_.size()) + 1; }
+  // Shards and packets dropped by senders that fell behind.
+  guint shard_count() const { return guint(shard_load_.size()); }
   guint64 dropped_packets() const;
   // Branches per shard, for tests.
   std::vector<guint> shard_loads() const;
@@ -136,8 +139,8 @@ class Fanout {
   gobj::Ref<GstEvent> stream_start_, caps_event_, segment_;
   gobj::Ref<GstCaps> caps_;
   int pt_ = -1;
-  std::vector<guint> shard_load_;  // branches per shard (index 0 = inline)
-  std::vector<std::unique_ptr<Shard>> shards_;  // shards 1..n-1, each with a thread
+  std::vector<guint> shard_load_;  // branches per shard
+  std::vector<std::unique_ptr<Shard>> shards_;  // one per shard; none when inline (1 shard)
 
   std::mutex key_lock_;
   gint64 last_keyframe_us_ = 0;  // monotonic time of the last request sent

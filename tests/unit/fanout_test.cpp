@@ -162,9 +162,10 @@ TEST(Fanout, ShardsViewersOverSenderThreadsInOrderWithTheirOwnPayloadTypes) {
     all_threads.insert(r.threads.begin(), r.threads.end());
     EXPECT_EQ(branches[i]->packets.load(), kPackets);
   }
-  // Three shards, three threads; one of them is the pushing (streaming) thread.
+  // Three shards, three sender threads; the pushing (streaming) thread only
+  // hands packets over.
   EXPECT_EQ(all_threads.size(), 3u);
-  EXPECT_EQ(all_threads.count(std::this_thread::get_id()), 1u);
+  EXPECT_EQ(all_threads.count(std::this_thread::get_id()), 0u);
   EXPECT_EQ(f.dropped_packets(), 0u);
 }
 
@@ -227,7 +228,14 @@ TEST(Fanout, RemovedViewerGetsNothingMoreAndLoadIsRebalanced) {
   f.remove_branch(bb);
   const size_t at_removal = b.count();
   pusher.join();
-  ASSERT_TRUE(test::wait_for([&] { return a.count() == 2000; }, 10000));
+  // Pushed as fast as the CPU goes, a sender may drop what fell 150 ms
+  // behind; the live edge (the last packet) always arrives.
+  ASSERT_TRUE(test::wait_for(
+      [&] {
+        std::lock_guard<std::mutex> g(a.lock);
+        return !a.seqs.empty() && a.seqs.back() == 2000;
+      },
+      10000));
   EXPECT_EQ(b.count(), at_removal) << "a removed viewer received packets";
   // The freed shard takes the next viewer.
   auto bc = f.add_branch(c.pad.get(), -1);
@@ -238,10 +246,10 @@ TEST(Fanout, RemovedViewerGetsNothingMoreAndLoadIsRebalanced) {
 TEST(Fanout, SenderFallingBehindDropsOldestMediaAndKeepsTheLiveEdge) {
   Fanout f("video", 2);
   start_stream(f, 96);
-  Receiver inline_viewer(0), slow(1);
-  auto bi = f.add_branch(inline_viewer.pad.get(), -1);
+  Receiver other(0), slow(1);
+  auto bi = f.add_branch(other.pad.get(), -1);
   auto bs = f.add_branch(slow.pad.get(), -1);
-  ASSERT_NE(bs->shard, 0u);
+  ASSERT_NE(bs->shard, bi->shard);
   f.set_ready(bi);
   f.set_ready(bs);
   // The slow viewer's sender is stuck for 400 ms inside its first push
@@ -267,7 +275,8 @@ TEST(Fanout, SenderFallingBehindDropsOldestMediaAndKeepsTheLiveEdge) {
     return r.seqs.empty() ? 0 : r.seqs.back();
   };
   ASSERT_TRUE(test::wait_for([&] { return last_seq(slow) == last; }, 5000)) << last_seq(slow);
-  EXPECT_EQ(inline_viewer.count(), size_t(last)) << "the inline shard lost packets";
+  ASSERT_TRUE(test::wait_for([&] { return other.count() == size_t(last); }, 5000))
+      << "the other shard lost packets: " << other.count();
   EXPECT_GT(f.dropped_packets(), 0u) << "nothing older than 150 ms was dropped";
   std::lock_guard<std::mutex> g(slow.lock);
   EXPECT_LT(slow.seqs.size(), size_t(last));
