@@ -65,7 +65,11 @@ using namespace whipwhep;
 
 constexpr const char *kDefaultAddress = "127.0.0.1";
 constexpr guint kDefaultLatencyMs = 40;
-constexpr gint64 kKeyframeMinIntervalUs = 500 * 1000;
+// At most one keyframe request to the publisher per window: keyframes are
+// several times the size of other frames, and a PLI storm from many viewers
+// must not turn the stream into keyframes. The same window as whepserversink's
+// fan-out (fanout.h), so its coalesced requests are never held back twice.
+constexpr gint64 kKeyframeMinIntervalUs = 300 * 1000;
 
 struct Settings {
   std::string address = kDefaultAddress;
@@ -84,6 +88,7 @@ struct Output {
   std::string encoding;
   gobj::Ref<GstPad> ghost;
   std::atomic<gint64> last_keyframe_request{0};
+  std::atomic<bool> keyframe_pending{false};  // a request inside the window, not yet sent
 };
 
 using Session = PublisherSession;
@@ -457,11 +462,27 @@ GstPadProbeReturn keyframe_rate_limit(GstPad *pad, GstPadProbeInfo *info, gpoint
   const gint64 now = g_get_monotonic_time();
   gint64 last = out->last_keyframe_request;
   if (now - last < kKeyframeMinIntervalUs) {
-    GST_LOG_OBJECT(pad, "keyframe request dropped (rate limit)");
+    // Coalesced, not lost: a viewer that joined just after another still
+    // needs its keyframe (dropping it left it waiting for the viewer's own
+    // PLI: first frame ~420 ms after the answer instead of ~100).
+    out->keyframe_pending = true;
+    GST_LOG_OBJECT(pad, "keyframe request deferred (rate limit)");
     return GST_PAD_PROBE_DROP;
   }
   out->last_keyframe_request = now;
   GST_DEBUG_OBJECT(pad, "keyframe request forwarded to the publisher");
+  return GST_PAD_PROBE_OK;
+}
+
+// On each buffer going out: send a deferred request once its window ended.
+GstPadProbeReturn keyframe_deferred(GstPad *pad, GstPadProbeInfo *, gpointer data) {
+  auto *out = static_cast<Output *>(data);
+  if (!out->keyframe_pending.load(std::memory_order_relaxed)) return GST_PAD_PROBE_OK;
+  if (g_get_monotonic_time() - out->last_keyframe_request < kKeyframeMinIntervalUs)
+    return GST_PAD_PROBE_OK;
+  if (!out->keyframe_pending.exchange(false)) return GST_PAD_PROBE_OK;
+  out->last_keyframe_request = 0;  // lets it through keyframe_rate_limit
+  gst_pad_send_event(pad, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, TRUE, 0));
   return GST_PAD_PROBE_OK;
 }
 
@@ -509,6 +530,9 @@ void Impl::on_pad_added(Session &session, GstPad *pad) {
       out->ghost = gobj::sink(gst_ghost_pad_new_from_template(p.output.c_str(), chain.src.get(), tmpl));
       gst_pad_add_probe(out->ghost.get(), GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, keyframe_rate_limit,
                         out.get(), nullptr);
+      gst_pad_add_probe(out->ghost.get(),
+                        GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+                        keyframe_deferred, out.get(), nullptr);
       add_pad = true;
     } else {
       gst_ghost_pad_set_target(GST_GHOST_PAD(out->ghost.get()), chain.src.get());

@@ -526,6 +526,21 @@ TEST(WhipServerSrc, ForceKeyUnitUpstreamBringsAKeyframeWithin1s) {
     std::printf("keyframe %lld ms after the request\n",
                 static_cast<long long>((keyframe_at.load() - asked) / 1000));
   }
+  // A second request inside the rate-limit window (a second viewer joining
+  // right after the first) is held back, not lost: its keyframe comes once
+  // the window ends, long before the 10 s GOP would bring one.
+  ASSERT_NE(keyframe_at.load(), 0);
+  keyframe_at = 0;
+  const gint64 asked_again = g_get_monotonic_time();
+  gst_pad_push_event(peer.get(),
+                     gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE, TRUE, 2));
+  EXPECT_TRUE(test::wait_for([&] { return keyframe_at.load() != 0; }, 2000))
+      << "a request inside the rate-limit window was dropped";
+  if (keyframe_at.load()) {
+    EXPECT_LT(keyframe_at.load() - asked_again, 1000 * 1000);
+    std::printf("second keyframe %lld ms after its request (inside the window)\n",
+                static_cast<long long>((keyframe_at.load() - asked_again) / 1000));
+  }
   gst_pad_remove_probe(pad.get(), id);
 }
 
