@@ -14,7 +14,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -122,6 +124,8 @@ struct Options {
   std::vector<std::string> modes{"ours", "naive"}, codecs{"vp8", "h264"};
   std::string csv = "glass_to_glass.csv";
   int bitrate_kbps = 2000;
+  int extra_viewers = 0;  // lean WHEP viewers attached to the same input during the run
+  int viewers_per_gen = 250;
 };
 
 std::vector<std::string> split(const std::string &s) {
@@ -162,6 +166,7 @@ struct Result {
   guint decoded = 0, unreadable = 0;
   double p50 = NAN, p95 = NAN, p99 = NAN;
   std::string relay_line, error;
+  int extra_connected = 0;
 };
 
 bool have(const char *factory) {
@@ -215,7 +220,34 @@ Result run_one(const Options &o, const std::string &mode, const std::string &cod
   gst_object_unref(cam);
   gst_element_set_state(pub, GST_STATE_PLAYING);
   GstElement *play = nullptr;
-  if (pump_until(pub, nullptr, bench::now_ms() + 2000, &r.error)) {
+  // The load the latency must hold under: --extra-viewers lean viewers
+  // (fanout's load generators, see fanout.cpp) on the same input, connected
+  // before the measured viewer starts, receiving for the whole window.
+  std::vector<std::unique_ptr<bench::Child>> gens;
+  bool loaded = pump_until(pub, nullptr, bench::now_ms() + 2000, &r.error);
+  for (int left = o.extra_viewers; loaded && left > 0;) {
+    const int k = std::min(left, o.viewers_per_gen);
+    gens.push_back(std::make_unique<bench::Child>(std::vector<std::string>{
+        bench::self_dir() + "/fanout", bench::fmt("--gen=http://127.0.0.1:%u/whep", whep), "--viewer=lean"}));
+    if (gens.back()->wait_line("ready", 10).empty()) {
+      r.error = "a load generator did not start";
+      loaded = false;
+      break;
+    }
+    gens.back()->write_line(bench::fmt("add %d 120", k));
+    left -= k;
+  }
+  for (auto &g : gens) {
+    if (!loaded) break;
+    std::string l = g->wait_line("added", 150);
+    int total = 0, c = 0, f = 0;
+    if (sscanf(l.c_str(), "added total=%d connected=%d failed=%d", &total, &c, &f) < 3 || f > 0) {
+      r.error = "extra viewers: " + (l.empty() ? std::string("no answer") : l);
+      loaded = false;
+    }
+    r.extra_connected += c;
+  }
+  if (loaded && pump_until(pub, nullptr, bench::now_ms() + 500, &r.error)) {
     play = gst_parse_launch(play_desc.c_str(), &err);
     if (!play) {
       r.error = err ? err->message : "player pipeline";
@@ -236,6 +268,7 @@ Result run_one(const Options &o, const std::string &mode, const std::string &cod
     }
   }
   if (play) gst_element_set_state(play, GST_STATE_NULL);
+  gens.clear();
   gst_element_set_state(pub, GST_STATE_NULL);
   if (play) gst_object_unref(play);
   gst_object_unref(pub);
@@ -268,19 +301,21 @@ int main(int argc, char **argv) {
     else if (a.rfind("--modes=", 0) == 0) o.modes = split(a.substr(8));
     else if (a.rfind("--codecs=", 0) == 0) o.codecs = split(a.substr(9));
     else if (a.rfind("--csv=", 0) == 0) o.csv = a.substr(6);
+    else if (a.rfind("--extra-viewers=", 0) == 0) o.extra_viewers = std::stoi(a.substr(16));
     else {
       fprintf(stderr,
-              "usage: %s [--smoke] [--seconds=30] [--modes=ours,naive] [--codecs=vp8,h264] [--csv=FILE]\n",
+              "usage: %s [--smoke] [--seconds=30] [--modes=ours,naive] [--codecs=vp8,h264] [--extra-viewers=0] "
+              "[--csv=FILE]\n",
               argv[0]);
       return 2;
     }
   }
-  printf("# glass_to_glass: 1280x720 30 fps %d kbit/s, %.0f s per run; %s\n", o.bitrate_kbps, o.seconds,
-         bench::machine_description().c_str());
+  printf("# glass_to_glass: 1280x720 30 fps %d kbit/s, %.0f s per run, %d other viewers attached; %s\n",
+         o.bitrate_kbps, o.seconds, o.extra_viewers, bench::machine_description().c_str());
   bench::Csv csv(o.csv, "mode,codec,frames_measured,decoded,unreadable,g2g_p50_ms,g2g_p95_ms,g2g_p99_ms,"
-                        "relay_frames,relay_p50_ms,relay_p95_ms,relay_p99_ms,error");
-  printf("%-6s %-5s %7s %8s %8s %8s | %8s %9s %9s %s\n", "mode", "codec", "frames", "p50 ms", "p95 ms", "p99 ms",
-         "relay n", "relay p50", "relay p99", "error");
+                        "relay_frames,relay_p50_ms,relay_p95_ms,relay_p99_ms,extra_viewers,error");
+  printf("%-6s %-5s %7s %8s %8s %8s | %8s %9s %9s %6s %s\n", "mode", "codec", "frames", "p50 ms", "p95 ms",
+         "p99 ms", "relay n", "relay p50", "relay p99", "extra", "error");
   bool failed = false;
   std::map<std::string, Result> results;
   for (auto &codec : o.codecs)
@@ -288,11 +323,12 @@ int main(int argc, char **argv) {
       Result r = run_one(o, mode, codec);
       double rn = field(r.relay_line, "n"), r50 = field(r.relay_line, "p50"), r95 = field(r.relay_line, "p95"),
              r99 = field(r.relay_line, "p99");
-      printf("%-6s %-5s %7zu %8.1f %8.1f %8.1f | %8.0f %9.2f %9.2f %s\n", mode.c_str(), codec.c_str(), r.n, r.p50,
-             r.p95, r.p99, rn, r50, r99, r.error.c_str());
+      printf("%-6s %-5s %7zu %8.1f %8.1f %8.1f | %8.0f %9.2f %9.2f %6d %s\n", mode.c_str(), codec.c_str(), r.n,
+             r.p50, r.p95, r.p99, rn, r50, r99, r.extra_connected, r.error.c_str());
       fflush(stdout);
-      csv.row(bench::fmt("%s,%s,%zu,%u,%u,%.2f,%.2f,%.2f,%.0f,%.3f,%.3f,%.3f,\"%s\"", mode.c_str(), codec.c_str(), r.n,
-                         r.decoded, r.unreadable, r.p50, r.p95, r.p99, rn, r50, r95, r99, r.error.c_str()));
+      csv.row(bench::fmt("%s,%s,%zu,%u,%u,%.2f,%.2f,%.2f,%.0f,%.3f,%.3f,%.3f,%d,\"%s\"", mode.c_str(), codec.c_str(),
+                         r.n, r.decoded, r.unreadable, r.p50, r.p95, r.p99, rn, r50, r95, r99, r.extra_connected,
+                         r.error.c_str()));
       if (r.n == 0 || !r.error.empty()) failed = true;
       results[mode + "/" + codec] = r;
     }
