@@ -115,7 +115,7 @@ struct Settings {
   guint max_viewers = 0;
   guint latency = kDefaultLatency;
   guint viewer_timeout = kDefaultViewerTimeout;
-  guint fanout_threads = 1;
+  guint fanout_threads = 0;
 };
 
 using Viewer = ViewerSession;
@@ -711,6 +711,27 @@ static GstStructure *get_viewer_stats_cb(GstWhipwhepWhepServerSink *self, const 
   return self->impl->viewer_stats(gobj::str_or(session));
 }
 
+// Every viewer is a webrtcbin of some thirty elements, each posting
+// state-changed and stream-status messages as it starts and stops: hundreds
+// per viewer, all funnelled into the one top-level bus. GstBus queues them
+// in a lock-free queue whose writers spin until the writers ahead of them
+// are done, so with dozens of viewers joining and leaving at once on two
+// cores the posting threads spun for seconds (measured: the server's main
+// thread, both fan-out senders and every viewer thread inside
+// gst_atomic_queue_push, WHEP offers unanswered for over 10 s). Nothing
+// outside this element acts on its viewers' internal state changes or
+// threads, so those two kinds stop here; everything else (errors, warnings,
+// async and latency messages the bin machinery needs) passes as usual.
+static void handle_message(GstBin *bin, GstMessage *msg) {
+  const GstMessageType type = GST_MESSAGE_TYPE(msg);
+  if ((type == GST_MESSAGE_STATE_CHANGED || type == GST_MESSAGE_STREAM_STATUS) &&
+      GST_MESSAGE_SRC(msg) != GST_OBJECT(bin)) {
+    gst_message_unref(msg);
+    return;
+  }
+  GST_BIN_CLASS(gst_whipwhep_whep_server_sink_parent_class)->handle_message(bin, msg);
+}
+
 static void gst_whipwhep_whep_server_sink_class_init(GstWhipwhepWhepServerSinkClass *klass) {
   GObjectClass *oclass = G_OBJECT_CLASS(klass);
   GstElementClass *eclass = GST_ELEMENT_CLASS(klass);
@@ -720,6 +741,7 @@ static void gst_whipwhep_whep_server_sink_class_init(GstWhipwhepWhepServerSinkCl
   eclass->change_state = change_state;
   eclass->request_new_pad = request_new_pad;
   eclass->release_pad = release_pad;
+  GST_BIN_CLASS(klass)->handle_message = handle_message;
 
   const auto rw = GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   const auto rw_playing =
@@ -767,9 +789,8 @@ static void gst_whipwhep_whep_server_sink_class_init(GstWhipwhepWhepServerSinkCl
       "fanout-threads", "Fan-out threads",
       "Sender threads that encrypt and send each input's packets to its viewers, viewers spread "
       "evenly over them (0 = one per processor; 1 = none: the input's streaming thread sends "
-      "inline). Applies to input pads requested afterwards. Default 1 until a server stall seen "
-      "once in a 50-at-a-time viewer churn with 2 threads is understood",
-      0, 64, 1, GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+      "inline). Applies to input pads requested afterwards",
+      0, 64, 0, GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
   g_object_class_install_properties(oclass, N_PROPS, props);
 
   // void viewer-added (GstElement*, const gchar *session)

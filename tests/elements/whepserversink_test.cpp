@@ -615,6 +615,47 @@ TEST(WhepServerSink, CountsViewersSignalsAndDeleteReleasesEverything) {
   g_signal_handlers_disconnect_by_data(src.sink.get(), &seen);
 }
 
+// A viewer's webrtcbin posts hundreds of state-changed and stream-status
+// messages as it starts and stops; with dozens of viewers joining at once
+// they made every posting thread spin in the top-level bus's queue for
+// seconds. whepserversink keeps them to itself; its own still go up.
+TEST(WhepServerSink, ViewersInternalStateMessagesStayInside) {
+  Source src;
+  struct Count {
+    std::atomic<int> inner{0}, own{0};
+    GstObject *sink = nullptr;
+  } count;
+  count.sink = GST_OBJECT(src.sink.get());
+  gobj::Ref<GstBus> bus = gobj::adopt(gst_element_get_bus(src.pipeline.get()));
+  gst_bus_set_sync_handler(
+      bus.get(),
+      +[](GstBus *, GstMessage *msg, gpointer d) {
+        auto *c = static_cast<Count *>(d);
+        const GstMessageType t = GST_MESSAGE_TYPE(msg);
+        if (t == GST_MESSAGE_STATE_CHANGED || t == GST_MESSAGE_STREAM_STATUS) {
+          if (GST_MESSAGE_SRC(msg) == c->sink)
+            c->own++;
+          else if (gst_object_has_as_ancestor(GST_MESSAGE_SRC(msg), c->sink))
+            c->inner++;
+        }
+        return GST_BUS_DROP;
+      },
+      &count, nullptr);
+  ASSERT_TRUE(src.play_and_wait_caps());
+  EXPECT_GT(count.own.load(), 0) << "whepserversink's own state changes must still be posted";
+  {
+    Viewer v;
+    const std::string id = v.join(src.sink.get());
+    ASSERT_EQ(id.size(), 32u);
+    ASSERT_TRUE(test::wait_for([&] { return v.video.n() >= 10; }, 15000));
+    EXPECT_EQ(request(src.sink.get(), "DELETE", id, "").status, 200u);
+  }
+  EXPECT_EQ(src.webrtcbins(), 0u);
+  EXPECT_EQ(count.inner.load(), 0);
+  gst_element_set_state(src.pipeline.get(), GST_STATE_NULL);
+  gst_bus_set_sync_handler(bus.get(), nullptr, nullptr, nullptr);
+}
+
 TEST(WhepServerSink, StandaloneListenerServesViewerOverHttp) {
   const guint port = test::free_tcp_port();
   Source src(30, true, 30, ("port=" + std::to_string(port)).c_str());
