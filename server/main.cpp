@@ -12,6 +12,7 @@
 #include "config.h"
 #include "http-api.h"
 #include "live-inputs.h"
+#include "memory-trim.h"
 #include "store.h"
 
 namespace {
@@ -203,6 +204,7 @@ int main(int argc, char **argv) {
   {
     server::LiveInputs inputs(config, store);
     server::HttpApi api(config, tokens, config.account_id, inputs);
+    server::MemoryTrim memory_trim;
     if (!api.listen(&err)) return fail(std::string("cannot listen: ") + err->message);
     if (config.public_url.empty()) config.public_url = api.bound_url();
 

@@ -110,6 +110,26 @@ Usage usage_of(int pid) {
   return u;
 }
 
+// The process's usage once its RSS has held within 1 % for 3 s (at most
+// 15 s): the server returns freed memory to the system every 2 s
+// (server/memory-trim.h), so a reading taken between two of those says more
+// about the timer than about the memory in use.
+Usage settled_usage(int pid) {
+  std::vector<std::pair<gint64, long>> seen;  // (time, RSS)
+  Usage u;
+  wait_for([&] {
+    u = usage_of(pid);
+    const gint64 now = g_get_monotonic_time();
+    seen.emplace_back(now, u.rss_kib);
+    if (now - seen.front().first < 3 * G_USEC_PER_SEC) return false;
+    while (now - seen[1].first >= 3 * G_USEC_PER_SEC) seen.erase(seen.begin());
+    long lo = u.rss_kib, hi = u.rss_kib;
+    for (const auto &x : seen) lo = std::min(lo, x.second), hi = std::max(hi, x.second);
+    return hi - lo <= hi / 100;
+  }, 15000);
+  return u;
+}
+
 // What the fds are ("socket" 12, "anon_inode:[eventfd]" 3, ...): names a leak.
 std::string fd_kinds(int pid) {
   const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
@@ -354,7 +374,7 @@ void soak(ServerFaults *t, bool check_rss) {
       wait_for([&] { return t->viewers() == 0; }, 15000);
       Usage settled;
       wait_for([&] { return back_to(pid, before, &settled); }, 10000);
-      after_warmup = usage_of(pid);
+      after_warmup = settled_usage(pid);
       g_print("after %u sessions (warm-up, no viewer left): %s\n", warmup,
               describe(after_warmup).c_str());
       continue;
@@ -400,6 +420,7 @@ void soak(ServerFaults *t, bool check_rss) {
   Usage end;
   EXPECT_TRUE(wait_for([&] { return back_to(pid, before, &end); }, 30000))
       << "before " << describe(before) << ", end " << describe(end);
+  end = settled_usage(pid);
   g_print("soak end: %s (before viewers: %s; after warm-up: %s)\n", describe(end).c_str(),
           describe(before).c_str(), describe(after_warmup).c_str());
   ASSERT_GT(after_warmup.rss_kib, 0);
