@@ -229,16 +229,10 @@ void HttpApi::on_early(SoupServer *, SoupServerMessage *msg, const char *path, G
       },
       &header_bytes);
   if (header_bytes > self->config_.limits.max_header_bytes) {
-    soup_message_body_set_accumulate(soup_server_message_get_request_body(msg), FALSE);
-    soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection",
-                                 "close");
-    const std::string text = "the request headers are " + std::to_string(header_bytes) +
-                             " bytes; the limit is " +
-                             std::to_string(self->config_.limits.max_header_bytes);
-    if (is_api_path(split_path(path)))
-      self->reply_api_error(msg, 431, kErrTooLarge, text);
-    else
-      self->reply_text(msg, 431, text);
+    self->refuse_early(msg, path, 431,
+                       "the request headers are " + std::to_string(header_bytes) +
+                           " bytes; the limit is " +
+                           std::to_string(self->config_.limits.max_header_bytes));
     return;
   }
   const gsize limit = self->config_.limits.max_body_bytes;
@@ -254,15 +248,20 @@ void HttpApi::on_early(SoupServer *, SoupServerMessage *msg, const char *path, G
   // Setting a status here makes libsoup skip our handler; not keeping the
   // body means it is drained, never held in memory. With "Expect:
   // 100-continue" it is not even sent.
+  self->refuse_early(msg, path, 413,
+                     "the request body is " + std::to_string(len) + " bytes; the limit is " +
+                         std::to_string(limit));
+}
+
+void HttpApi::refuse_early(SoupServerMessage *msg, const char *path, guint status,
+                           const std::string &text) {
   soup_message_body_set_accumulate(soup_server_message_get_request_body(msg), FALSE);
   soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection",
                                "close");
-  const std::string text = "the request body is " + std::to_string(len) +
-                           " bytes; the limit is " + std::to_string(limit);
   if (is_api_path(split_path(path)))
-    self->reply_api_error(msg, 413, kErrTooLarge, text);
+    reply_api_error(msg, status, kErrTooLarge, text);
   else
-    self->reply_text(msg, 413, text);
+    reply_text(msg, status, text);
 }
 
 void HttpApi::on_got_chunk(SoupServerMessage *msg, GBytes *chunk, gpointer data) {
@@ -279,18 +278,10 @@ void HttpApi::on_got_chunk(SoupServerMessage *msg, GBytes *chunk, gpointer data)
         g_socket_shutdown(sock, TRUE, TRUE, nullptr);
     return;
   }
-  SoupMessageBody *body = soup_server_message_get_request_body(msg);
-  soup_message_body_set_accumulate(body, FALSE);
-  soup_message_body_truncate(body);
-  soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Connection",
-                               "close");
-  const std::string text = "the request body exceeds the limit of " +
-                           std::to_string(self->config_.limits.max_body_bytes) + " bytes";
-  const char *path = g_uri_get_path(soup_server_message_get_uri(msg));
-  if (is_api_path(split_path(path)))
-    self->reply_api_error(msg, 413, kErrTooLarge, text);
-  else
-    self->reply_text(msg, 413, text);
+  soup_message_body_truncate(soup_server_message_get_request_body(msg));
+  self->refuse_early(msg, g_uri_get_path(soup_server_message_get_uri(msg)), 413,
+                     "the request body exceeds the limit of " +
+                         std::to_string(self->config_.limits.max_body_bytes) + " bytes");
 }
 
 // --- routing -----------------------------------------------------------------

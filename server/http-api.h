@@ -46,6 +46,10 @@ class HttpApi {
                          gpointer self);
   static void on_got_chunk(SoupServerMessage *msg, GBytes *chunk, gpointer self);
   static void on_request_started(SoupServer *, SoupServerMessage *msg, gpointer self);
+  // Refuses a request before its body is read (headers or body over a
+  // limit): the body is drained, not kept, and the connection closes.
+  void refuse_early(SoupServerMessage *msg, const char *path, guint status,
+                    const std::string &text);
 
   void handle_api(SoupServerMessage *msg, const std::vector<std::string> &segments);
   void handle_media(SoupServerMessage *msg, const std::string &key, bool publish,

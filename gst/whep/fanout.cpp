@@ -73,13 +73,13 @@ class Fanout::Shard {
     const gint64 now = g_get_monotonic_time();
     {
       std::lock_guard<std::mutex> g(lock_);
-      // Events are never dropped: they carry the caps.
+      // Oldest first, while too old or too many; events are never dropped
+      // (they carry the caps), only skipped.
       for (auto it = queue_.begin(); it != queue_.end();) {
-        if (it->list && (now - it->queued_us > kMaxQueuedUs || queue_.size() >= kMaxQueued)) {
+        if (now - it->queued_us <= kMaxQueuedUs && queue_.size() < kMaxQueued) break;
+        if (it->list) {
           dropped_ += gst_buffer_list_length(it->list.get());
           it = queue_.erase(it);
-        } else if (now - it->queued_us <= kMaxQueuedUs) {
-          break;  // the rest is younger
         } else {
           ++it;
         }
