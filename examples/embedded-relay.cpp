@@ -60,6 +60,27 @@ void handle(SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *
   SoupMessageBody *body = soup_server_message_get_request_body(msg);
   if (body && body->length > 0) req.body = gobj::adopt(soup_message_body_flatten(body));
 
+  // A new viewer is let in only once whipserversrc is "publishing", i.e.
+  // every stream of the publisher has its pad (whipwhep-server does the
+  // same). Before that, whepserversink may already know the first stream's
+  // codec and not yet have the second stream at all: it would answer the
+  // viewer with that m-line inactive, for good (seen in the examples test: a
+  // player that POSTed between the publisher's video and audio pads got no
+  // audio).
+  if (target == app->sink.get() && req.method == "POST" && req.session.empty()) {
+    gboolean publishing = FALSE;
+    g_object_get(app->src.get(), "publishing", &publishing, nullptr);
+    if (!publishing) {
+      static const char kNotYet[] = "no publisher yet";
+      soup_message_headers_replace(soup_server_message_get_response_headers(msg), "Retry-After",
+                                   "1");
+      soup_server_message_set_status(msg, 503, nullptr);
+      soup_server_message_set_response(msg, "text/plain", SOUP_MEMORY_STATIC, kNotYet,
+                                       sizeof kNotYet - 1);
+      return;
+    }
+  }
+
   // The element answers asynchronously (after ICE gathering): pause the
   // message and finish it on this thread's context when the answer comes.
   soup_server_message_pause(msg);
@@ -111,8 +132,11 @@ int main(int argc, char **argv) {
   }
   for (GstElement *e : {app.src.get(), app.sink.get()})
     g_object_set(e, "ice-addresses", ice ? ice : "", nullptr);
-  gst_bin_add_many(GST_BIN(app.pipeline.get()), GST_ELEMENT(gst_object_ref(app.src.get())),
-                   GST_ELEMENT(gst_object_ref(app.sink.get())), nullptr);
+  // app.src/app.sink hold the (sunk, no longer floating) references from
+  // gobj::sink(): gst_bin_add() then takes a reference of its own, so none is
+  // added here. An extra gst_object_ref() kept both elements, and every input
+  // pad, payloader and fan-out of whepserversink, alive past exit.
+  gst_bin_add_many(GST_BIN(app.pipeline.get()), app.src.get(), app.sink.get(), nullptr);
   g_signal_connect(app.src.get(), "pad-added", G_CALLBACK(on_pad_added), &app);
   gst_element_set_state(app.pipeline.get(), GST_STATE_PLAYING);
 
