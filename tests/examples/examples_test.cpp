@@ -6,6 +6,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -107,9 +108,13 @@ class Examples : public ::testing::Test {
     return env;
   }
   // Publish with publish.sh, play with play.sh, until the player's video
-  // sink has seen `frames` buffers.
-  void publish_and_play(const std::string &whip, const std::string &whep, size_t frames) {
+  // sink has seen `frames` buffers. With `publishing`, the first player
+  // starts only once it says the relay has the whole publisher.
+  void publish_and_play(const std::string &whip, const std::string &whep, size_t frames,
+                        const std::function<bool()> &publishing = nullptr) {
     Child pub({examples_ + "/launch/publish.sh", whip}, env(), tmp_ + "/publish.log");
+    if (publishing)
+      ASSERT_TRUE(test::wait_for(publishing, 40000)) << "--- publish ---\n" << pub.output();
     // A player that comes before the publisher is told 503 "no publisher
     // yet" and exits with an error: start it again, as a user would.
     std::unique_ptr<Child> play;
@@ -153,14 +158,24 @@ TEST_F(Examples, StandaloneRelayScriptCarriesLaunchScriptsPublishToPlay) {
   guint in = test::free_tcp_port(), out = test::free_tcp_port();
   while (out == in) out = test::free_tcp_port();
   Child relay({examples_ + "/launch/standalone-relay.sh", std::to_string(in), std::to_string(out)},
-              with_preload({{"ICE_ADDRESSES", "127.0.0.1"}}), tmp_ + "/standalone.log");
+              with_preload({{"ICE_ADDRESSES", "127.0.0.1"}, {"GST_LAUNCH_FLAGS", "-v"}}),
+              tmp_ + "/standalone.log");
   // The listeners are up once gst-launch reports PLAYING.
   ASSERT_TRUE(test::wait_for([&] { return relay.output().find("Setting pipeline to PLAYING") !=
                                           std::string::npos; },
                              10000))
       << relay.output();
+  // The player starts once whipserversrc reports "publishing" (every stream
+  // of the publisher has its pad; printed by gst-launch -v). Without that, a
+  // player whose WHEP POST arrives between the publisher's video and audio
+  // pads (~0.1 s apart) is answered by whepserversink with the missing
+  // stream inactive, for good: whepserversink alone knows only the inputs it
+  // already has. embedded-relay.cpp and whipwhep-server gate viewers on
+  // "publishing"; a bare gst-launch pipeline cannot.
   publish_and_play("http://127.0.0.1:" + std::to_string(in) + "/whip",
-                   "http://127.0.0.1:" + std::to_string(out) + "/whep", 60);
+                   "http://127.0.0.1:" + std::to_string(out) + "/whep", 60, [&] {
+                     return relay.output().find(":in: publishing = true") != std::string::npos;
+                   });
   EXPECT_EQ(relay.stop(), 0) << relay.output();
 }
 
