@@ -113,8 +113,9 @@ class Examples : public ::testing::Test {
   void publish_and_play(const std::string &whip, const std::string &whep, size_t frames,
                         const std::function<bool()> &publishing = nullptr) {
     Child pub({examples_ + "/launch/publish.sh", whip}, env(), tmp_ + "/publish.log");
-    if (publishing)
+    if (publishing) {
       ASSERT_TRUE(test::wait_for(publishing, 40000)) << "--- publish ---\n" << pub.output();
+    }
     // A player that comes before the publisher is told 503 "no publisher
     // yet" and exits with an error: start it again, as a user would.
     std::unique_ptr<Child> play;
