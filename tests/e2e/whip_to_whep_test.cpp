@@ -543,8 +543,13 @@ void churn(bool strict) {
   EXPECT_EQ(steady.errors(), "");
   EXPECT_GE(joined, 5);
   EXPECT_EQ(decoded, joined);
-  // Target 200 ms (issue 3); 400 ms allows for a loaded 2-core CI box.
-  if (strict || relay_gap < 300 * 1000) {
+  // Target 200 ms (issue 3); 400 ms allows for a loaded 2-core CI box. A
+  // stall of 150 ms or more already leaving whipserversrc is the known
+  // publisher-leg issue (see DISABLED_ChurnDoesNotStallThePublisherLeg: it
+  // measured 150-460 ms when it happens, 40-90 ms otherwise); the fan-out's
+  // own share is checked below either way. (A 296 ms publisher-leg stall
+  // under ASan was counted against the fan-out with the earlier 300 ms.)
+  if (strict || relay_gap < 150 * 1000) {
     EXPECT_LT(gap, 400 * 1000) << "steady viewer stalled " << ms(gap) << "; whepserversink's input stalled "
                                << ms(relay_gap) << ", whipserversrc's output " << ms(source_gap);
   } else {
