@@ -10,7 +10,8 @@
 # drives Chromium, whose timing under ASan says nothing about our code) and
 # bench-smoke (benchmarks). The one size lowered under ASan: the viewer churn
 # soak of server-faults runs WHIPWHEP_SOAK_SESSIONS=100 sessions instead of
-# 1000 (same checks: fds and threads back to baseline, every viewer got media).
+# 2000 (same checks but RSS: fds and threads back to baseline, every viewer
+# got media).
 # Like run-tests.sh, it runs inside a loopback-only network namespace when it
 # can.
 set -eu

@@ -23,10 +23,10 @@ class MemoryTrim {
   MemoryTrim(const MemoryTrim &) = delete;
   MemoryTrim &operator=(const MemoryTrim &) = delete;
 
-  // One check now; true if it trimmed.
+ private:
+  // One check; true if it trimmed.
   bool run_once();
 
- private:
   gsize min_free_bytes_;
   guint source_ = 0;
 };

@@ -8,8 +8,8 @@
 // Publishers and viewers that get killed run as child gst-launch-1.0
 // processes with our plugin (GST_PLUGIN_PATH_1_0 from the test environment).
 // WHIPWHEP_SOAK_SESSIONS / WHIPWHEP_SOAK_CONCURRENCY / WHIPWHEP_SOAK_WARMUP
-// size the soak (default 1000 sessions, 2000 for the RSS check, 50 at a time,
-// 500 of warm-up) for longer manual runs.
+// size the soak (default 2000 sessions, 50 at a time, the first half as
+// warm-up) for longer manual runs.
 #include <gtest/gtest.h>
 #include <json-glib/json-glib.h>
 #include <signal.h>
