@@ -1,0 +1,62 @@
+// SRTP (RFC 3711) protection of outgoing RTP for the direct send path
+// (direct-send.h): AES_CM_128_HMAC_SHA1_80 and _32, the two profiles
+// GStreamer 1.22's DTLS offers, with the master key webrtcbin negotiated.
+//
+// Why not libsrtp2: Debian's libsrtp2 is built on NSS, which creates a new
+// PK11 context for every packet; in the fan-out profile NSS under libsrtp2
+// was a quarter of all CPU. This is the sender half only, on OpenSSL's EVP
+// (AES-NI, SHA extensions), with the keys derived once. The receivers
+// (srtpdec, browsers) are libsrtp, and a unit test decrypts our output with
+// GStreamer's srtpdec.
+#pragma once
+
+#include <glib.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
+typedef struct evp_mac_ctx_st EVP_MAC_CTX;
+
+namespace whipwhep {
+
+class SrtpProtector {
+ public:
+  // The bytes SRTP adds after the RTP packet, at most.
+  static constexpr size_t kMaxTrailer = 10;
+
+  SrtpProtector() = default;
+  ~SrtpProtector();
+  SrtpProtector(const SrtpProtector &) = delete;
+  SrtpProtector &operator=(const SrtpProtector &) = delete;
+
+  // master = 16-byte key followed by 14-byte salt; tag_len 10 (SHA1_80) or
+  // 4 (SHA1_32). False if the key or tag length is not one of those.
+  bool init(const guint8 *master, size_t master_len, size_t tag_len);
+  bool ready() const { return cipher_ != nullptr; }
+
+  // Encrypts the RTP packet in place and appends the tag; `capacity` must
+  // be at least len + kMaxTrailer. Returns the SRTP length, 0 if `packet`
+  // is not an RTP packet.
+  size_t protect(guint8 *packet, size_t len, size_t capacity);
+
+ private:
+  struct Stream {
+    guint32 ssrc = 0;
+    guint32 roc = 0;      // rollover counter
+    guint16 highest = 0;  // highest sequence number sent
+    bool started = false;
+  };
+  // The 48-bit packet index for `seq` (RFC 3711 3.3.1), updating the stream.
+  guint64 packet_index(Stream &s, guint16 seq);
+  Stream &stream(guint32 ssrc);
+
+  EVP_CIPHER_CTX *cipher_ = nullptr;  // AES-128-CTR with the session key
+  EVP_MAC_CTX *mac_ = nullptr;        // HMAC-SHA1 with the session auth key
+  guint8 salt_[14] = {};
+  size_t tag_len_ = 10;
+  std::vector<Stream> streams_;  // one per SSRC: a viewer has one or two
+};
+
+}  // namespace whipwhep

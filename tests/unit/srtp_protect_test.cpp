@@ -1,0 +1,143 @@
+// The direct send path's SRTP (gst/whep/srtp-protect.h) against libsrtp, as
+// every viewer runs it: packets we protect are decrypted by GStreamer's
+// srtpdec with the same master key, across a sequence-number wrap (the
+// rollover counter), with both tag lengths, a header extension and CSRCs.
+#include <gst/app/gstappsink.h>
+#include <gst/app/gstappsrc.h>
+#include <gst/gst.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "gobj.h"
+#include "harness.h"
+#include "srtp-protect.h"
+
+using namespace whipwhep;
+
+namespace {
+
+std::vector<guint8> master_key() {
+  std::vector<guint8> k(30);
+  for (size_t i = 0; i < k.size(); i++) k[i] = guint8(i * 7 + 3);
+  return k;
+}
+
+// An RTP packet with a recognisable payload; `csrcs` CSRCs and optionally a
+// one-byte header extension.
+std::vector<guint8> rtp_packet(guint16 seq, guint32 ssrc, size_t payload, int csrcs, bool ext) {
+  std::vector<guint8> p;
+  p.push_back(guint8(0x80 | (ext ? 0x10 : 0) | csrcs));
+  p.push_back(96);
+  p.push_back(guint8(seq >> 8));
+  p.push_back(guint8(seq));
+  for (int i = 0; i < 4; i++) p.push_back(guint8((seq * 90u) >> (24 - 8 * i)));
+  for (int i = 0; i < 4; i++) p.push_back(guint8(ssrc >> (24 - 8 * i)));
+  for (int c = 0; c < csrcs; c++)
+    for (int i = 0; i < 4; i++) p.push_back(guint8(c + i));
+  if (ext) {
+    const guint8 e[] = {0xbe, 0xde, 0x00, 0x01, 0x10, 0xaa, 0x00, 0x00};
+    p.insert(p.end(), e, e + sizeof e);
+  }
+  for (size_t i = 0; i < payload; i++) p.push_back(guint8(seq + i));
+  return p;
+}
+
+struct Decryptor {
+  gobj::Ref<GstElement> pipeline;
+  gobj::Ref<GstElement> src, sink;
+
+  Decryptor(guint32 ssrc, const char *auth) {
+    pipeline = gobj::sink(gst_parse_launch(
+        "appsrc name=src format=time is-live=true ! srtpdec ! appsink name=sink sync=false",
+        nullptr));
+    if (!pipeline) return;
+    src = gobj::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), "src"));
+    sink = gobj::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink"));
+    auto key = master_key();
+    gobj::Ref<GstBuffer> kb = gobj::adopt(gst_buffer_new_memdup(key.data(), key.size()));
+    gobj::Ref<GstCaps> caps = gobj::adopt(gst_caps_new_simple(
+        "application/x-srtp", "ssrc", G_TYPE_UINT, ssrc, "srtp-key", GST_TYPE_BUFFER, kb.get(),
+        "srtp-cipher", G_TYPE_STRING, "aes-128-icm", "srtp-auth", G_TYPE_STRING, auth,
+        "srtcp-cipher", G_TYPE_STRING, "aes-128-icm", "srtcp-auth", G_TYPE_STRING, auth,
+        "media", G_TYPE_STRING, "video", "clock-rate", G_TYPE_INT, 90000, "encoding-name",
+        G_TYPE_STRING, "VP8", "payload", G_TYPE_INT, 96, nullptr));
+    g_object_set(src.get(), "caps", caps.get(), nullptr);
+    gst_element_set_state(pipeline.get(), GST_STATE_PLAYING);
+  }
+  ~Decryptor() {
+    if (pipeline) gst_element_set_state(pipeline.get(), GST_STATE_NULL);
+  }
+  void push(const guint8 *data, size_t len) {
+    gst_app_src_push_buffer(GST_APP_SRC(src.get()), gst_buffer_new_memdup(data, len));
+  }
+  // The next decrypted packet, empty if none in time (srtpdec drops what
+  // fails authentication).
+  std::vector<guint8> pull(GstClockTime timeout = 2 * GST_SECOND) {
+    gobj::Ref<GstSample> s =
+        gobj::adopt(gst_app_sink_try_pull_sample(GST_APP_SINK(sink.get()), timeout));
+    if (!s) return {};
+    GstBuffer *b = gst_sample_get_buffer(s.get());
+    std::vector<guint8> out(gst_buffer_get_size(b));
+    gst_buffer_extract(b, 0, out.data(), out.size());
+    return out;
+  }
+};
+
+void round_trip(size_t tag_len, const char *auth, int csrcs, bool ext) {
+  const guint32 ssrc = 0x11223344;
+  Decryptor dec(ssrc, auth);
+  ASSERT_TRUE(dec.pipeline) << "srtpdec (gst-plugins-bad) is missing";
+  SrtpProtector p;
+  auto key = master_key();
+  ASSERT_TRUE(p.init(key.data(), key.size(), tag_len));
+  // From just below the wrap to past it: the ROC goes 0 -> 1 on both sides.
+  for (guint32 i = 0; i < 40; i++) {
+    const guint16 seq = guint16(65520 + i);
+    auto plain = rtp_packet(seq, ssrc, 200 + i, csrcs, ext);
+    std::vector<guint8> wire(plain);
+    wire.resize(plain.size() + SrtpProtector::kMaxTrailer);
+    const size_t n = p.protect(wire.data(), plain.size(), wire.size());
+    ASSERT_EQ(n, plain.size() + tag_len);
+    // Encrypted: the payload differs from the plain text.
+    ASSERT_NE(0, memcmp(wire.data() + plain.size() - 20, plain.data() + plain.size() - 20, 20));
+    dec.push(wire.data(), n);
+    auto out = dec.pull();
+    ASSERT_EQ(out, plain) << "packet " << i << " (seq " << seq << ") did not decrypt";
+  }
+}
+
+}  // namespace
+
+TEST(SrtpProtect, Sha1_80DecryptsWithSrtpdecAcrossTheRollover) { round_trip(10, "hmac-sha1-80", 0, false); }
+
+TEST(SrtpProtect, Sha1_32WithCsrcsAndHeaderExtension) { round_trip(4, "hmac-sha1-32", 2, true); }
+
+TEST(SrtpProtect, WrongKeyIsRejectedBySrtpdec) {
+  const guint32 ssrc = 0x5566;
+  Decryptor dec(ssrc, "hmac-sha1-80");
+  ASSERT_TRUE(dec.pipeline);
+  auto key = master_key();
+  key[0] ^= 1;
+  SrtpProtector p;
+  ASSERT_TRUE(p.init(key.data(), key.size(), 10));
+  auto plain = rtp_packet(1, ssrc, 100, 0, false);
+  plain.resize(plain.size() + SrtpProtector::kMaxTrailer);
+  const size_t n = p.protect(plain.data(), 112, plain.size());
+  dec.push(plain.data(), n);
+  EXPECT_TRUE(dec.pull(300 * GST_MSECOND).empty());
+}
+
+TEST(SrtpProtect, RefusesBadKeysAndNonRtp) {
+  SrtpProtector p;
+  guint8 short_key[16] = {};
+  EXPECT_FALSE(p.init(short_key, sizeof short_key, 10));
+  auto key = master_key();
+  EXPECT_FALSE(p.init(key.data(), key.size(), 8));
+  ASSERT_TRUE(p.init(key.data(), key.size(), 10));
+  guint8 junk[40] = {0x40};
+  EXPECT_EQ(0u, p.protect(junk, 30, sizeof junk));    // version 1
+  auto pkt = rtp_packet(1, 1, 20, 0, false);
+  EXPECT_EQ(0u, p.protect(pkt.data(), pkt.size(), pkt.size()));  // no room for the tag
+}
