@@ -1,5 +1,7 @@
 #include "fanout.h"
 
+#include "direct-send.h"
+
 #include <gst/video/video.h>
 #include <pthread.h>
 
@@ -365,8 +367,12 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
   const gsize size = gst_buffer_list_calculate_size(list);
   for (const auto &b : *l) {
     if (b->shard != shard || !b->ready.load(std::memory_order_acquire)) continue;
-    GstBufferList *out;
-    if (b->pt < 0 || b->pt == spt) {
+    const bool rewrite = b->pt >= 0 && b->pt != spt;
+    const bool direct = b->direct && b->direct->active();
+    GstBufferList *out = nullptr;
+    if (direct) {
+      // Rewritten while it is protected, in the sender's scratch space.
+    } else if (!rewrite) {
       out = gst_buffer_list_ref(list);
     } else {
       out = gst_buffer_list_new_sized(n);
@@ -375,7 +381,18 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
     }
     std::lock_guard<std::mutex> g(b->push_lock);
     if (b->dead) {
-      gst_buffer_list_unref(out);
+      if (out) gst_buffer_list_unref(out);
+      continue;
+    }
+    if (direct) {
+      const guint sent = b->direct->send(list, rewrite ? b->pt : -1);
+      b->packets += sent;
+      b->bytes += sent == n ? size : sent * (size / n);
+      if (!b->direct->keepalive(b->leg, g_get_monotonic_time())) continue;
+      // One packet now and then through webrtcbin, for its RTCP (see
+      // direct-send.h); dropped before srtpenc.
+      GstBuffer *first = gst_buffer_list_get(list, 0);
+      gst_pad_push(b->src.get(), rewrite ? with_payload_type(first, guint8(b->pt)) : gst_buffer_ref(first));
       continue;
     }
     // A viewer's failure is its own: never propagated to the publisher.
@@ -390,6 +407,27 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
   }
 }
 
+void Fanout::remember(GstBufferList *list) {
+  const guint n = gst_buffer_list_length(list);
+  std::lock_guard<std::mutex> g(history_lock_);
+  for (guint i = 0; i < n; i++) {
+    GstBuffer *buf = gst_buffer_list_get(list, i);
+    guint8 h[12];
+    if (gst_buffer_extract(buf, 0, h, 12) != 12 || (h[0] & 0xc0) != 0x80) continue;
+    Sent &slot = history_[((guint(h[2]) << 8) | h[3]) % kHistory];
+    slot.seq = guint16((h[2] << 8) | h[3]);
+    slot.ssrc = (guint32(h[8]) << 24) | (guint32(h[9]) << 16) | (guint32(h[10]) << 8) | h[11];
+    slot.packet = gobj::ref(buf);
+  }
+}
+
+gobj::Ref<GstBuffer> Fanout::recent(guint32 ssrc, guint16 seq) const {
+  std::lock_guard<std::mutex> g(history_lock_);
+  const Sent &slot = history_[seq % kHistory];
+  if (slot.packet && slot.seq == seq && slot.ssrc == ssrc) return slot.packet;
+  return {};
+}
+
 GstFlowReturn Fanout::chain(GstPad *pad, GstObject *, GstBuffer *buf) {
   GstBufferList *list = gst_buffer_list_new_sized(1);
   gst_buffer_list_add(list, buf);
@@ -402,6 +440,7 @@ GstFlowReturn Fanout::chain_list(GstPad *pad, GstObject *, GstBufferList *list) 
   item.list = gobj::adopt(list);
   if (!self) return GST_FLOW_FLUSHING;
   self->maybe_send_pending_keyframe();
+  self->remember(list);
   {
     std::lock_guard<std::mutex> g(self->lock_);
     item.spt = self->pt_;

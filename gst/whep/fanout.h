@@ -46,6 +46,8 @@
 
 namespace whipwhep {
 
+class DirectSender;
+
 class Fanout {
  public:
   struct Branch {
@@ -57,6 +59,10 @@ class Fanout {
     std::mutex push_lock;      // held while pushing; removal waits on it
     Fanout *owner = nullptr;
     guint shard = 0;
+    // Set before set_ready() when the viewer's media skips its webrtcbin
+    // (direct-send.h); `leg` numbers this branch among the viewer's.
+    std::shared_ptr<DirectSender> direct;
+    guint leg = 0;
   };
 
   // threads = 0: one shard per processor.
@@ -98,6 +104,11 @@ class Fanout {
   guint64 dropped_packets() const;
   // Branches per shard, for tests.
   std::vector<guint> shard_loads() const;
+
+  // A packet of this stream sent within about the last second, for
+  // retransmission (NACK) on the direct path; null if too old or unknown.
+  // One history per stream, shared by every viewer.
+  gobj::Ref<GstBuffer> recent(guint32 ssrc, guint16 seq) const;
 
   // Rewrite the payload type on a copy of the header only; the payload
   // memory is shared. Exposed for tests.
@@ -141,6 +152,16 @@ class Fanout {
   int pt_ = -1;
   std::vector<guint> shard_load_;  // branches per shard
   std::vector<std::unique_ptr<Shard>> shards_;  // one per shard; none when inline (1 shard)
+
+  void remember(GstBufferList *list);
+  static constexpr guint kHistory = 512;  // packets: ~1 s of 4 Mbit/s video
+  struct Sent {
+    guint32 ssrc = 0;
+    guint16 seq = 0;
+    gobj::Ref<GstBuffer> packet;
+  };
+  mutable std::mutex history_lock_;
+  std::vector<Sent> history_ = std::vector<Sent>(kHistory);  // by seq % kHistory
 
   std::mutex key_lock_;
   gint64 last_keyframe_us_ = 0;  // monotonic time of the last request sent

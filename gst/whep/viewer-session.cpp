@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include <gst/rtp/rtp.h>
 #include <gst/webrtc/webrtc.h>
 
 #include <algorithm>
@@ -19,8 +20,10 @@ constexpr gint64 kDisconnectedTimeoutUs = 10 * G_USEC_PER_SEC;
 }  // namespace
 
 std::shared_ptr<ViewerSession> ViewerSession::create(const std::string &id, guint latency_ms,
-                                                     const IceSettings &ice, Hooks hooks) {
+                                                     const IceSettings &ice, bool direct_send,
+                                                     Hooks hooks) {
   std::shared_ptr<ViewerSession> v(new ViewerSession(id, std::move(hooks)));
+  v->direct_wanted_ = direct_send;
   // Named by a counter, not the session id: element names appear in every
   // log line, and the session id is the credential that lets its holder
   // DELETE or PATCH the session. The id is attached as object data instead.
@@ -147,13 +150,78 @@ void ViewerSession::on_connected() {
               G_CALLBACK(+[](GObject *, GstBuffer *, gpointer data) {
                 static_cast<ViewerSession *>(data)->last_rtcp_us_ = g_get_monotonic_time();
               }));
+      // PLI/FIR are counted here (rtpsession's own counters miss them);
+      // NACKs are answered here on the direct path (on_nack).
+      connect(session, "on-feedback-rtcp",
+              G_CALLBACK(+[](GObject *, guint type, guint fbtype, guint, guint media_ssrc,
+                             GstBuffer *fci, gpointer data) {
+                auto *self = static_cast<ViewerSession *>(data);
+                if (type == GST_RTCP_TYPE_PSFB &&
+                    (fbtype == GST_RTCP_PSFB_TYPE_PLI || fbtype == GST_RTCP_PSFB_TYPE_FIR))
+                  self->plis_++;
+                else if (type == GST_RTCP_TYPE_RTPFB && fbtype == GST_RTCP_RTPFB_TYPE_NACK && fci)
+                  self->on_nack(media_ssrc, fci);
+              }));
       std::lock_guard<std::mutex> g(handlers_lock_);
       rtp_session_ = gobj::adopt(session);
     }
   }
+  std::shared_ptr<DirectSender> direct = direct_wanted_ ? start_direct_send() : nullptr;
   std::lock_guard<std::mutex> g(legs_lock_);
-  if (stopped_) return;
-  for (auto &leg : legs_) leg.input->fanout->set_ready(leg.branch);
+  direct_ = direct;
+  if (stopped_) {
+    if (direct) direct->close();
+    return;
+  }
+  guint index = 0;
+  for (auto &leg : legs_) {
+    leg.branch->direct = direct_;
+    leg.branch->leg = index++;
+    leg.input->fanout->set_ready(leg.branch);
+  }
+}
+
+std::shared_ptr<DirectSender> ViewerSession::start_direct_send() {
+  std::string why;
+  std::shared_ptr<DirectSender> direct = DirectSender::activate(webrtcbin_.get(), &why);
+  if (!direct) {
+    GST_INFO_OBJECT(webrtcbin_.get(), "viewer %s: media through webrtcbin: %s", id_.c_str(),
+                    why.c_str());
+    return nullptr;
+  }
+  GST_INFO_OBJECT(webrtcbin_.get(), "viewer %s: direct send", id_.c_str());
+  return direct;
+}
+
+void ViewerSession::on_nack(guint32 media_ssrc, GstBuffer *fci) {
+  // webrtcbin's rtprtxsend never sees the media on the direct path: NACKs
+  // are answered here, from the fan-out's history, as plain retransmissions
+  // on the media SSRC. FCI: (PID, BLP) pairs, RFC 4585 6.2.1.
+  {
+    std::lock_guard<std::mutex> g(legs_lock_);
+    if (!direct_) return;
+  }
+  GstMapInfo map;
+  if (!gst_buffer_map(fci, &map, GST_MAP_READ)) return;
+  std::vector<guint16> lost;
+  for (gsize i = 0; i + 4 <= map.size; i += 4) {
+    const guint16 pid = guint16((map.data[i] << 8) | map.data[i + 1]);
+    const guint16 blp = guint16((map.data[i + 2] << 8) | map.data[i + 3]);
+    lost.push_back(pid);
+    for (int b = 0; b < 16; b++)
+      if (blp & (1 << b)) lost.push_back(guint16(pid + b + 1));
+  }
+  gst_buffer_unmap(fci, &map);
+  std::lock_guard<std::mutex> g(legs_lock_);
+  if (stopped_ || !direct_) return;
+  for (guint16 seq : lost)
+    for (auto &leg : legs_) {
+      gobj::Ref<GstBuffer> packet = leg.input->fanout->recent(media_ssrc, seq);
+      if (!packet) continue;
+      const int spt = leg.input->fanout->stream_pt();
+      direct_->resend(packet.get(), leg.branch->pt >= 0 && leg.branch->pt != spt ? leg.branch->pt : -1);
+      break;
+    }
 }
 
 void ViewerSession::add_remote_candidates(const std::string &sdpfrag) {
@@ -183,11 +251,13 @@ void ViewerSession::drop_input(const std::shared_ptr<Input> &in) {
 
 bool ViewerSession::stop() {
   std::vector<Leg> legs;
+  std::shared_ptr<DirectSender> direct;
   {
     std::lock_guard<std::mutex> g(legs_lock_);
     if (stopped_) return false;
     stopped_ = true;
     legs = legs_;
+    direct = direct_;
   }
   // No new packets for this viewer; then stop its webrtcbin, which also
   // unblocks a push in flight (e.g. its sink waiting for preroll while the
@@ -195,6 +265,8 @@ bool ViewerSession::stop() {
   for (auto &leg : legs)
     if (leg.branch) leg.input->fanout->detach_branch(leg.branch);
   disconnect_all();
+  // Before webrtcbin's agent closes the socket the direct path writes to.
+  if (direct) direct->close();
   gst_element_set_locked_state(webrtcbin_.get(), TRUE);
   gst_element_set_state(webrtcbin_.get(), GST_STATE_NULL);
   for (auto &leg : legs)
@@ -208,15 +280,17 @@ bool ViewerSession::stop() {
 
 GstStructure *ViewerSession::stats() {
   guint64 bytes = 0, packets = 0, keyframe_requests = 0;
+  std::shared_ptr<DirectSender> direct;
   {
     std::lock_guard<std::mutex> g(legs_lock_);
+    direct = direct_;
     for (auto &leg : legs_) {
       bytes += leg.branch->bytes;
       packets += leg.branch->packets;
       keyframe_requests += leg.branch->keyframe_requests;
     }
   }
-  guint nacks = 0, plis = 0;
+  guint nacks = 0, plis = plis_.load();
   double rtt = -1;
   gobj::Ref<GObject> session;
   {
@@ -237,10 +311,8 @@ GstStructure *ViewerSession::stats() {
       gboolean internal = FALSE;
       gst_structure_get_boolean(src, "internal", &internal);
       guint n = 0;
-      // Our senders count the NACK/PLI/FIR they received.
       if (internal && gst_structure_get_uint(src, "recv-nack-count", &n)) nacks += n;
-      if (internal && gst_structure_get_uint(src, "recv-pli-count", &n)) plis += n;
-      if (internal && gst_structure_get_uint(src, "recv-fir-count", &n)) plis += n;
+
       // The viewer's source carries its receiver report about our stream;
       // rb-round-trip is in 1/65536 s and 0 until an RR echoes our SR.
       if (!internal && gst_structure_get_uint(src, "rb-round-trip", &n) && n > 0)
@@ -252,7 +324,11 @@ GstStructure *ViewerSession::stats() {
                            G_TYPE_BOOLEAN, gboolean(connected_.load()), "bytes-sent", G_TYPE_UINT64,
                            bytes, "packets-sent", G_TYPE_UINT64, packets, "nacks-received", G_TYPE_UINT,
                            nacks, "plis-received", G_TYPE_UINT, plis, "keyframe-requests",
-                           G_TYPE_UINT64, keyframe_requests, "rtt", G_TYPE_DOUBLE, rtt, nullptr);
+                           G_TYPE_UINT64, keyframe_requests, "rtt", G_TYPE_DOUBLE, rtt,
+                           "direct-send", G_TYPE_BOOLEAN, gboolean(direct != nullptr),
+                           "packets-resent", G_TYPE_UINT64, direct ? direct->resent() : 0,
+                           "packets-dropped", G_TYPE_UINT64, direct ? direct->dropped() : 0,
+                           nullptr);
 }
 
 }  // namespace whipwhep

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "direct-send.h"
 #include "fanout.h"
 #include "gobj.h"
 #include "ice.h"
@@ -39,7 +40,8 @@ class ViewerSession {
   // Creates the viewer's webrtcbin (not yet in a bin); nullptr if webrtcbin
   // is not installed.
   static std::shared_ptr<ViewerSession> create(const std::string &id, guint latency_ms,
-                                               const IceSettings &ice, Hooks hooks);
+                                               const IceSettings &ice, bool direct_send,
+                                               Hooks hooks);
   ~ViewerSession();
   ViewerSession(const ViewerSession &) = delete;
   ViewerSession &operator=(const ViewerSession &) = delete;
@@ -77,6 +79,8 @@ class ViewerSession {
   void disconnect_all();
   void on_ice_state();
   void on_connected();
+  std::shared_ptr<DirectSender> start_direct_send();
+  void on_nack(guint32 media_ssrc, GstBuffer *fci);
 
   const std::string id_;
   const Hooks hooks_;
@@ -87,7 +91,10 @@ class ViewerSession {
   std::mutex handlers_lock_;
   std::vector<std::pair<gobj::Ref<GObject>, gulong>> handlers_;
   gobj::Ref<GObject> rtp_session_;  // webrtcbin's RTPSession (RTCP counters), under handlers_lock_
+  bool direct_wanted_ = true;
+  std::shared_ptr<DirectSender> direct_;  // under legs_lock_; set in on_connected
   std::atomic<bool> connected_{false}, failed_{false};
+  std::atomic<guint> plis_{0};  // PLI and FIR received
   const gint64 created_us_ = g_get_monotonic_time();
   std::atomic<gint64> last_rtcp_us_{0}, disconnected_since_us_{0};
 };

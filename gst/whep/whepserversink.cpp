@@ -28,7 +28,12 @@
 //  * A viewer that vanished without DELETE is removed: ICE failed, ICE
 //    disconnected for 10 s, DTLS failed, never connected within 20 s of its
 //    answer, or no RTCP from it for `viewer-timeout` seconds (default 15).
-// Feedback: NACK -> RTX from webrtcbin's rtprtxsend (bounded history,
+// Media: with direct-send (default) each viewer's packets skip its webrtcbin
+// and go from the fan-out's sender thread to its ICE socket, SRTP-protected
+// with the keys webrtcbin negotiated (direct-send.h); webrtcbin keeps ICE,
+// DTLS and RTCP.
+// Feedback: NACK -> retransmission from the input's shared history on the
+// direct path (from webrtcbin's rtprtxsend as RTX without direct-send;
 // do-nack on video transceivers); PLI/FIR from any viewer and every join ->
 // one upstream GstForceKeyUnit per input, at most one per 300 ms.
 // Stats: action signal `get-viewer-stats` (session id) -> GstStructure
@@ -90,6 +95,7 @@ enum {
   PROP_LATENCY,
   PROP_VIEWER_TIMEOUT,
   PROP_FANOUT_THREADS,
+  PROP_DIRECT_SEND,
   N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -116,6 +122,7 @@ struct Settings {
   guint latency = kDefaultLatency;
   guint viewer_timeout = kDefaultViewerTimeout;
   guint fanout_threads = 0;
+  bool direct_send = true;
 };
 
 using Viewer = ViewerSession;
@@ -364,10 +371,12 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
     return r;
   }
   guint max_viewers, latency;
+  bool direct_send;
   {
     std::lock_guard<std::mutex> g(settings_lock);
     max_viewers = settings.max_viewers;
     latency = settings.latency;
+    direct_send = settings.direct_send;
   }
   if (max_viewers && viewers >= max_viewers) {
     HttpResponse r = HttpResponse::text(
@@ -383,7 +392,8 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
   hooks.schedule_remove = [impl](const std::string &id, const char *why) {
     impl->schedule_remove(id, why);
   };
-  auto v = ViewerSession::create(random_id_hex128(), latency, ice_settings(), std::move(hooks));
+  auto v = ViewerSession::create(random_id_hex128(), latency, ice_settings(), direct_send,
+                                 std::move(hooks));
   if (!v) return HttpResponse::text(500, "webrtcbin is not installed");
   v->set_remote_ufrag(offer_ice_ufrag(offer.get()));
   {
@@ -641,6 +651,7 @@ static void set_property(GObject *object, guint id, const GValue *value, GParamS
     case PROP_LATENCY: s.latency = g_value_get_uint(value); break;
     case PROP_VIEWER_TIMEOUT: s.viewer_timeout = g_value_get_uint(value); break;
     case PROP_FANOUT_THREADS: s.fanout_threads = g_value_get_uint(value); break;
+    case PROP_DIRECT_SEND: s.direct_send = g_value_get_boolean(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
 }
@@ -664,6 +675,7 @@ static void get_property(GObject *object, guint id, GValue *value, GParamSpec *p
     case PROP_LATENCY: g_value_set_uint(value, s.latency); break;
     case PROP_VIEWER_TIMEOUT: g_value_set_uint(value, s.viewer_timeout); break;
     case PROP_FANOUT_THREADS: g_value_set_uint(value, s.fanout_threads); break;
+    case PROP_DIRECT_SEND: g_value_set_boolean(value, s.direct_send); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
 }
@@ -791,6 +803,13 @@ static void gst_whipwhep_whep_server_sink_class_init(GstWhipwhepWhepServerSinkCl
       "evenly over them (0 = one per processor; 1 = none: the input's streaming thread sends "
       "inline). Applies to input pads requested afterwards",
       0, 64, 0, GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+  props[PROP_DIRECT_SEND] = g_param_spec_boolean(
+      "direct-send", "Direct send",
+      "Send each viewer's media from the fan-out straight to its ICE socket with the SRTP keys "
+      "its webrtcbin negotiated (webrtcbin keeps ICE, DTLS and RTCP; NACKs are answered from a "
+      "shared history). FALSE = every packet through the viewer's webrtcbin. Applies to viewers "
+      "joining afterwards",
+      TRUE, rw_playing);
   g_object_class_install_properties(oclass, N_PROPS, props);
 
   // void viewer-added (GstElement*, const gchar *session)

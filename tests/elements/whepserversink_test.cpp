@@ -2,6 +2,7 @@
 // out, all on 127.0.0.1. Viewers decode (vp8dec/opusdec) and count frames on
 // a probe.
 #include <gst/gst.h>
+#include <gst/video/video.h>
 #include <gst/webrtc/webrtc.h>
 #include <gtest/gtest.h>
 #include <libsoup/soup.h>
@@ -305,23 +306,6 @@ std::string replace_all(std::string s, const std::string &from, const std::strin
   return s;
 }
 
-// The viewer's webrtcbin inside whepserversink.
-// (found by the "whipwhep-viewer-session" object data: its name is a counter).
-gobj::Ref<GstElement> server_webrtcbin(GstElement *sink, const std::string &session) {
-  gobj::Ref<GstElement> found;
-  GstIterator *it = gst_bin_iterate_elements(GST_BIN(sink));
-  GValue item = G_VALUE_INIT;
-  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
-    auto *e = GST_ELEMENT(g_value_get_object(&item));
-    const char *id = static_cast<const char *>(g_object_get_data(G_OBJECT(e), "whipwhep-viewer-session"));
-    if (id && session == id) found = gobj::ref(e);
-    g_value_reset(&item);
-  }
-  g_value_unset(&item);
-  gst_iterator_free(it);
-  return found;
-}
-
 gobj::Ref<GstElement> find_by_factory(GstElement *bin, const char *factory) {
   gobj::Ref<GstElement> found;
   GstIterator *it = gst_bin_iterate_recurse(GST_BIN(bin));
@@ -460,22 +444,24 @@ TEST(WhepServerSink, StatsQueriedDuringChurnAreConsistent) {
   EXPECT_EQ(incomplete.load(), 0u);
 }
 
-TEST(WhepServerSink, LossyViewerRecoversWithNackAndOthersUnaffected) {
-  Source src;
+// Loss on the wire towards one viewer: every 20th RTP packet (5 %) is
+// dropped as it arrives at the viewer's ICE socket, so only a
+// retransmission can repair it. With direct-send the server answers NACKs
+// from the input's shared history; without, webrtcbin's rtprtxsend sends RTX.
+void lossy_viewer_recovers(bool direct_send) {
+  Source src(30, true, 30, direct_send ? "direct-send=true" : "direct-send=false");
   ASSERT_TRUE(src.play_and_wait_caps());
   std::vector<std::unique_ptr<Viewer>> viewers;
   for (int i = 0; i < 2; i++) {
     viewers.push_back(std::make_unique<Viewer>());
     ASSERT_FALSE(viewers.back()->join(src.sink.get()).empty());
   }
-  // Drop every 20th RTP packet (5 %) on the wire towards viewer 1, after
-  // rtprtxsend, so only a retransmission can repair it.
-  gobj::Ref<GstElement> bin = server_webrtcbin(src.sink.get(), viewers[1]->session);
-  ASSERT_TRUE(bin);
-  gobj::Ref<GstElement> nicesink = find_by_factory(bin.get(), "nicesink");
-  ASSERT_TRUE(nicesink);
-  gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(nicesink.get(), "sink"));
-  static std::atomic<guint> rtp_seen{0}, dropped{0};
+  gobj::Ref<GstElement> nicesrc = find_by_factory(viewers[1]->webrtc.get(), "nicesrc");
+  ASSERT_TRUE(nicesrc);
+  gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(nicesrc.get(), "src"));
+  static std::atomic<guint> rtp_seen, dropped;
+  rtp_seen = 0;
+  dropped = 0;
   gst_pad_add_probe(
       pad.get(), GST_PAD_PROBE_TYPE_BUFFER,
       +[](GstPad *, GstPadProbeInfo *info, gpointer) -> GstPadProbeReturn {
@@ -497,16 +483,76 @@ TEST(WhepServerSink, LossyViewerRecoversWithNackAndOthersUnaffected) {
   auto stats = viewer_stats(src.sink.get(), viewers[1]->session);
   ASSERT_TRUE(stats);
   guint nacks = 0;
-  guint64 bytes = 0;
+  guint64 bytes = 0, resent = 0;
+  gboolean direct = FALSE;
   gst_structure_get_uint(stats.get(), "nacks-received", &nacks);
   gst_structure_get_uint64(stats.get(), "bytes-sent", &bytes);
+  gst_structure_get_uint64(stats.get(), "packets-resent", &resent);
+  gst_structure_get_boolean(stats.get(), "direct-send", &direct);
   std::printf("lossy viewer: %u packets dropped, stats %s\n", dropped.load(),
               gobj::Unique<gchar>(gst_structure_to_string(stats.get())).get());
+  EXPECT_EQ(bool(direct), direct_send);
   EXPECT_GT(nacks, 0u);
+  if (direct_send) {
+    EXPECT_GT(resent, 0u);
+  }
   EXPECT_GT(bytes, 10000u);
   EXPECT_LT(viewers[0]->video.largest_gap() / 1000, 400);
   EXPECT_LT(viewers[1]->video.largest_gap() / 1000, 1000);
 }
+
+TEST(WhepServerSink, LossyViewerRecoversWithNackAndOthersUnaffected) { lossy_viewer_recovers(true); }
+
+// A viewer's PLI still reaches the publisher when its media skips webrtcbin:
+// rtpsession only answers PLI for a source it has seen sending, which the
+// direct path's keepalive packets keep it seeing.
+TEST(WhepServerSink, ViewerPliOnTheDirectPathRequestsAKeyframe) {
+  Source src(1000);  // no keyframe of its own for 33 s
+  ASSERT_TRUE(src.play_and_wait_caps());
+  Viewer v;
+  ASSERT_FALSE(v.join(src.sink.get()).empty());
+  ASSERT_TRUE(test::wait_for([&] { return v.video.n() >= 20; }, 15000));
+  guint64 before = 0;
+  auto first = viewer_stats(src.sink.get(), v.session);
+  ASSERT_TRUE(first);
+  gst_structure_get_uint64(first.get(), "keyframe-requests", &before);
+  gboolean direct = FALSE;
+  gst_structure_get_boolean(first.get(), "direct-send", &direct);
+  EXPECT_TRUE(direct);
+  // The viewer asks for a keyframe: webrtcbin turns this into an RTCP PLI.
+  GstIterator *it = gst_element_iterate_src_pads(v.webrtc.get());
+  GValue item = G_VALUE_INIT;
+  guint sent = 0;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto *pad = GST_PAD(g_value_get_object(&item));
+    gobj::Ref<GstWebRTCRTPTransceiver> trans;
+    g_object_get(pad, "transceiver", trans.out(), nullptr);
+    GstWebRTCKind kind = GST_WEBRTC_KIND_UNKNOWN;
+    if (trans) g_object_get(trans.get(), "kind", &kind, nullptr);
+    if (kind == GST_WEBRTC_KIND_VIDEO &&
+        gst_pad_send_event(pad, gst_video_event_new_upstream_force_key_unit(GST_CLOCK_TIME_NONE,
+                                                                            TRUE, 1)))
+      sent++;
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  ASSERT_EQ(sent, 1u);
+  guint plis = 0;
+  guint64 requests = 0;
+  EXPECT_TRUE(test::wait_for(
+      [&] {
+        auto st = viewer_stats(src.sink.get(), v.session);
+        if (!st) return false;
+        gst_structure_get_uint(st.get(), "plis-received", &plis);
+        gst_structure_get_uint64(st.get(), "keyframe-requests", &requests);
+        return plis > 0 && requests > before;
+      },
+      5000))
+      << "plis " << plis << " keyframe requests " << requests << " (before " << before << ")";
+}
+
+TEST(WhepServerSink, LossyViewerRecoversWithRtxThroughWebrtcbin) { lossy_viewer_recovers(false); }
 
 TEST(WhepServerSink, BadRequestsGetTheirStatusAndServiceContinues) {
   Source src(30, true, 30, "max-viewers=2");

@@ -1,0 +1,220 @@
+#include "direct-send.h"
+
+#include <agent.h>
+#include <errno.h>
+#include <gio/gio.h>
+
+GST_DEBUG_CATEGORY_EXTERN(whepserversink_debug);
+#define GST_CAT_DEFAULT whepserversink_debug
+
+namespace whipwhep {
+
+namespace {
+
+// GstSrtpCipherType / GstSrtpAuthType values of srtpenc (gst-plugins-bad).
+constexpr gint kCipherAes128Icm = 1;
+constexpr gint kAuthHmacSha1_32 = 1, kAuthHmacSha1_80 = 2;
+
+gobj::Ref<GstElement> find_srtpenc(GstElement *webrtcbin) {
+  gobj::Ref<GstElement> found;
+  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(webrtcbin));
+  GValue item = G_VALUE_INIT;
+  while (!found && gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto *e = GST_ELEMENT(g_value_get_object(&item));
+    GstElementFactory *f = gst_element_get_factory(e);
+    if (f && g_str_equal(GST_OBJECT_NAME(f), "srtpenc")) found = gobj::ref(e);
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  return found;
+}
+
+}  // namespace
+
+std::shared_ptr<DirectSender> DirectSender::activate(GstElement *webrtcbin, std::string *why) {
+  gobj::Ref<GstElement> srtpenc = find_srtpenc(webrtcbin);
+  if (!srtpenc) return *why = "no srtpenc in webrtcbin", nullptr;
+  gobj::Ref<GstBuffer> key;
+  gint cipher = -1, auth = -1;
+  g_object_get(srtpenc.get(), "key", key.out(), "rtp-cipher", &cipher, "rtp-auth", &auth, nullptr);
+  if (!key) return *why = "the DTLS-SRTP keys are not exported yet", nullptr;
+  if (cipher != kCipherAes128Icm || (auth != kAuthHmacSha1_80 && auth != kAuthHmacSha1_32))
+    return *why = "SRTP profile other than AES-CM-128/HMAC-SHA1", nullptr;
+
+  std::shared_ptr<DirectSender> d(new DirectSender());
+  {
+    GstMapInfo map;
+    if (!gst_buffer_map(key.get(), &map, GST_MAP_READ)) return *why = "unreadable key", nullptr;
+    const bool ok = d->srtp_.init(map.data, map.size, auth == kAuthHmacSha1_80 ? 10 : 4);
+    gst_buffer_unmap(key.get(), &map);
+    if (!ok) return *why = "unexpected SRTP master key length", nullptr;
+  }
+
+  gobj::Ref<GObject> ice;
+  g_object_get(webrtcbin, "ice-agent", ice.out(), nullptr);
+  if (ice && g_object_class_find_property(G_OBJECT_GET_CLASS(ice.get()), "agent"))
+    g_object_get(ice.get(), "agent", d->agent_.out(), nullptr);
+  if (!d->agent_) return *why = "no libnice agent", nullptr;
+  auto *agent = reinterpret_cast<NiceAgent *>(d->agent_.get());
+  // max-bundle: one ICE stream, one component (rtcp-mux).
+  for (guint id = 1; id <= 16 && !d->stream_id_; id++) {
+    NiceCandidate *local = nullptr, *remote = nullptr;
+    if (nice_agent_get_selected_pair(agent, id, 1, &local, &remote)) {
+      d->stream_id_ = id;
+      std::lock_guard<std::mutex> g(d->lock_);
+      d->set_path(local, remote);
+    }
+  }
+  if (!d->stream_id_) return *why = "no selected ICE pair", nullptr;
+  // An ICE restart may select another pair later.
+  d->pair_handler_ = g_signal_connect(d->agent_.get(), "new-selected-pair-full",
+                                      G_CALLBACK(&DirectSender::on_selected_pair), d.get());
+
+  // From now on webrtcbin's own RTP never reaches srtpenc: only keepalives
+  // pass through webrtcbin (for rtpsession), and they are dropped here.
+  GstIterator *it = gst_element_iterate_sink_pads(srtpenc.get());
+  GValue item = G_VALUE_INIT;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto *pad = GST_PAD(g_value_get_object(&item));
+    if (g_str_has_prefix(GST_PAD_NAME(pad), "rtp_sink")) {
+      gulong id = gst_pad_add_probe(
+          pad, GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+          +[](GstPad *, GstPadProbeInfo *, gpointer) { return GST_PAD_PROBE_DROP; }, nullptr,
+          nullptr);
+      d->probes_.emplace_back(gobj::ref(pad), id);
+    }
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  if (d->probes_.empty()) {
+    d->close();
+    return *why = "srtpenc has no RTP sink pad", nullptr;
+  }
+  return d;
+}
+
+DirectSender::~DirectSender() {
+  close();
+  for (auto &p : probes_) gst_pad_remove_probe(p.first.get(), p.second);
+}
+
+void DirectSender::close() {
+  if (pair_handler_ && agent_) {
+    g_signal_handler_disconnect(agent_.get(), pair_handler_);
+    pair_handler_ = 0;
+  }
+  std::lock_guard<std::mutex> g(lock_);
+  closed_ = true;
+  socket_.reset();
+  fd_ = -1;
+}
+
+void DirectSender::on_selected_pair(NiceAgent *, guint stream, guint component,
+                                    NiceCandidate *local, NiceCandidate *remote, gpointer data) {
+  auto *self = static_cast<DirectSender *>(data);
+  if (stream != self->stream_id_ || component != 1) return;
+  std::lock_guard<std::mutex> g(self->lock_);
+  if (!self->closed_) self->set_path(local, remote);
+}
+
+bool DirectSender::set_path(NiceCandidate *local, NiceCandidate *remote) {
+  // Under lock_. Plain UDP: sendmmsg on the pair's own socket. Anything
+  // else (TURN relay, ICE-TCP framing): through libnice, which frames it.
+  socket_.reset();
+  fd_ = -1;
+  if (local->transport == NICE_CANDIDATE_TRANSPORT_UDP && local->type != NICE_CANDIDATE_TYPE_RELAYED) {
+    GSocket *s = nice_agent_get_selected_socket(reinterpret_cast<NiceAgent *>(agent_.get()),
+                                                stream_id_, 1);
+    if (s) {
+      socket_ = gobj::adopt(G_OBJECT(s));
+      fd_ = g_socket_get_fd(s);
+      nice_address_copy_to_sockaddr(&remote->addr, reinterpret_cast<sockaddr *>(&peer_));
+      peer_len_ = peer_.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    }
+  }
+  GST_DEBUG("direct send: %s path", fd_ >= 0 ? "socket" : "libnice");
+  return true;
+}
+
+bool DirectSender::keepalive(guint leg, gint64 now) {
+  if (leg >= G_N_ELEMENTS(last_keepalive_us_)) return false;
+  gint64 last = last_keepalive_us_[leg].load(std::memory_order_relaxed);
+  if (now - last < kKeepaliveUs) return false;
+  return last_keepalive_us_[leg].compare_exchange_strong(last, now);
+}
+
+guint DirectSender::send(GstBufferList *list, int pt) {
+  const guint n = gst_buffer_list_length(list);
+  std::vector<GstBuffer *> packets(n);
+  for (guint i = 0; i < n; i++) packets[i] = gst_buffer_list_get(list, i);
+  std::lock_guard<std::mutex> g(lock_);
+  return send_locked(packets.data(), n, pt);
+}
+
+guint DirectSender::resend(GstBuffer *packet, int pt) {
+  std::lock_guard<std::mutex> g(lock_);
+  guint n = send_locked(&packet, 1, pt);
+  resent_ += n;
+  return n;
+}
+
+guint DirectSender::send_locked(GstBuffer *const *packets, guint n, int pt) {
+  if (closed_.load(std::memory_order_relaxed) || n == 0) return 0;
+  constexpr gsize kMaxPacket = 1500;
+  scratch_.resize(n * (kMaxPacket + SrtpProtector::kMaxTrailer));
+  msgs_.resize(n);
+  iovs_.resize(n);
+  guint m = 0;
+  guint8 *p = scratch_.data();
+  for (guint i = 0; i < n; i++) {
+    const gsize size = gst_buffer_get_size(packets[i]);
+    if (size > kMaxPacket || gst_buffer_extract(packets[i], 0, p, size) != size) continue;
+    if (pt >= 0 && size >= 2) p[1] = guint8((p[1] & 0x80) | (pt & 0x7f));
+    const size_t len = srtp_.protect(p, size, size + SrtpProtector::kMaxTrailer);
+    if (len == 0) continue;
+    iovs_[m] = {p, len};
+    p += kMaxPacket + SrtpProtector::kMaxTrailer;
+    m++;
+  }
+  guint sent = 0;
+  if (fd_ >= 0) {
+    for (guint i = 0; i < m; i++) {
+      msgs_[i] = mmsghdr{};
+      msgs_[i].msg_hdr.msg_name = &peer_;
+      msgs_[i].msg_hdr.msg_namelen = peer_len_;
+      msgs_[i].msg_hdr.msg_iov = &iovs_[i];
+      msgs_[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (sent < m) {
+      int r = sendmmsg(fd_, msgs_.data() + sent, m - sent, MSG_DONTWAIT);
+      if (r > 0) {
+        sent += guint(r);
+      } else if (r < 0 && errno == EINTR) {
+        continue;
+      } else {
+        // EAGAIN (the socket buffer is full: a slow viewer) or an error:
+        // what is left of this batch is dropped, like libnice would.
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+          GST_LOG("direct send: sendmmsg: %s", g_strerror(errno));
+        break;
+      }
+    }
+  } else {
+    std::vector<GOutputVector> vecs(m);
+    std::vector<NiceOutputMessage> out(m);
+    for (guint i = 0; i < m; i++) {
+      vecs[i] = {iovs_[i].iov_base, iovs_[i].iov_len};
+      out[i] = {&vecs[i], 1};
+    }
+    gint r = nice_agent_send_messages_nonblocking(reinterpret_cast<NiceAgent *>(agent_.get()),
+                                                  stream_id_, 1, out.data(), m, nullptr, nullptr);
+    sent = r > 0 ? guint(r) : 0;
+  }
+  packets_ += sent;
+  dropped_ += n - sent;
+  return sent;
+}
+
+}  // namespace whipwhep

@@ -1,0 +1,95 @@
+// The direct send path of one WHEP viewer: fanned-out RTP goes from the
+// fan-out's sender thread straight to the viewer's ICE socket, SRTP-protected
+// with the keys its webrtcbin negotiated, one sendmmsg() per batch.
+//
+// Why: with one webrtcbin per viewer, each packet for each viewer crossed
+// rtpbin, rtpsession, rtprtxsend, srtpenc (libsrtp2 on NSS), a funnel and
+// nicesink, one GStreamer push and one sendmsg each: ~31 us per packet and
+// viewer in the fan-out profile. webrtcbin still does what is per viewer
+// protocol work: ICE, DTLS, RTCP (receiver reports, PLI, NACK, SR). Only the
+// media bytes skip it.
+//
+// What keeps webrtcbin's RTCP right: rtpsession answers PLI and sends SRs
+// only for sources it has seen sending, so one packet per leg every
+// kKeepaliveUs still goes through webrtcbin (keepalive()); a pad probe drops
+// it at srtpenc, so it is never sent twice. NACKs, which webrtcbin's
+// rtprtxsend can no longer answer (its history only has those keepalives),
+// are answered by the viewer session from the fan-out's shared history
+// (Fanout::recent) through resend().
+//
+// Falls back (active() stays false, webrtcbin's own path is used) when the
+// selected ICE pair is not plain UDP (TURN relay, ICE-TCP), the SRTP profile
+// is not AES-CM-128 with HMAC-SHA1, or the keys cannot be read.
+#pragma once
+
+#include <gst/gst.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "gobj.h"
+#include "srtp-protect.h"
+
+typedef struct _NiceAgent NiceAgent;
+typedef struct _NiceCandidate NiceCandidate;
+
+namespace whipwhep {
+
+class DirectSender {
+ public:
+  static constexpr gint64 kKeepaliveUs = 200 * 1000;
+
+  // Switches the viewer's media onto the direct path if its webrtcbin (DTLS
+  // connected) allows it; nullptr and a reason otherwise.
+  static std::shared_ptr<DirectSender> activate(GstElement *webrtcbin, std::string *why);
+  ~DirectSender();
+  DirectSender(const DirectSender &) = delete;
+  DirectSender &operator=(const DirectSender &) = delete;
+
+  bool active() const { return !closed_.load(std::memory_order_acquire); }
+  // SRTP-protects the list's packets (payload type rewritten to `pt` unless
+  // pt < 0) and sends them in one sendmmsg. A full socket buffer drops and
+  // counts. Returns the number of packets sent.
+  guint send(GstBufferList *list, int pt);
+  guint resend(GstBuffer *packet, int pt);
+  // Whether one packet of this leg (index 0..3) should also go through
+  // webrtcbin now, for its RTCP bookkeeping.
+  bool keepalive(guint leg, gint64 now_us);
+  // No more sends; the socket is released. Call before stopping webrtcbin.
+  void close();
+
+  guint64 packets() const { return packets_.load(); }
+  guint64 dropped() const { return dropped_.load(); }
+  guint64 resent() const { return resent_.load(); }
+
+ private:
+  DirectSender() = default;
+  bool set_path(NiceCandidate *local, NiceCandidate *remote);
+  guint send_locked(GstBuffer *const *packets, guint n, int pt);
+  static void on_selected_pair(NiceAgent *agent, guint stream, guint component,
+                               NiceCandidate *local, NiceCandidate *remote, gpointer data);
+
+  std::mutex lock_;  // the SRTP context, the socket and the scratch space
+  SrtpProtector srtp_;
+  gobj::Ref<GObject> socket_;  // the selected pair's GSocket (the agent's)
+  int fd_ = -1;
+  sockaddr_storage peer_{};
+  socklen_t peer_len_ = 0;
+  std::vector<guint8> scratch_;
+  std::vector<mmsghdr> msgs_;
+  std::vector<iovec> iovs_;
+
+  gobj::Ref<GObject> agent_;
+  gulong pair_handler_ = 0;
+  guint stream_id_ = 0;
+  std::vector<std::pair<gobj::Ref<GstPad>, gulong>> probes_;  // on srtpenc's RTP sink pads
+  std::atomic<bool> closed_{false};
+  std::atomic<gint64> last_keepalive_us_[4] = {};
+  std::atomic<guint64> packets_{0}, dropped_{0}, resent_{0};
+};
+
+}  // namespace whipwhep
