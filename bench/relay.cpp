@@ -1,6 +1,9 @@
 // whipwhep-bench-relay: the relay process the benchmarks measure.
 //   --mode=ours   whipserversrc ! queue ! whepserversink (the product's relay,
 //                 what whipwhep-server builds per live input)
+//   --mode=ours-webrtcbin  the same with direct-send=false: every packet
+//                 through each viewer's webrtcbin (the design before the
+//                 direct send path, measured in the same run)
 //   --mode=naive  whipserversrc ! payloader ! tee, and per WHEP viewer a
 //                 leaky queue and one default webrtcbin (the baseline of issue 6)
 // Both listen for WHIP on 127.0.0.1:<whip-port>/whip and WHEP on
@@ -10,6 +13,10 @@
 // last packet leaving a viewer webrtcbin's rtpbin (before SRTP), matched by
 // RTP timestamp+seq on the way in and by buffer PTS on the way out (the relay
 // depayloads and payloads again, so seq/timestamp differ on the way out).
+// With the direct send path (--mode=ours) the media no longer crosses the
+// viewer's rtpbin; only its keepalive packets do, each the last packet of a
+// frame, pushed right after that frame's batch went to the socket: the
+// "out" time is then sampled every 200 ms per viewer instead of every frame.
 // Prints "ready pid=..." once listening; on SIGTERM prints
 // "relay-latency n=.. p50=.. p95=.. p99=.." and exits.
 #include <glib-unix.h>
@@ -232,7 +239,7 @@ void src_pad_added(GstElement *, GstPad *pad, Relay *r) {
   gst_bin_add(GST_BIN(r->pipeline.get()), q);
   gst_element_sync_state_with_parent(q);
   gobj::Ref<GstPad> qsink = gobj::adopt(gst_element_get_static_pad(q, "sink"));
-  if (r->mode == "ours") {
+  if (r->mode != "naive") {
     GstPad *spad = gst_element_request_pad_simple(r->sink.get(), GST_PAD_NAME(pad));
     gobj::Ref<GstPad> qsrc = gobj::adopt(gst_element_get_static_pad(q, "src"));
     if (!spad || gst_pad_link(qsrc.get(), spad) != GST_PAD_LINK_OK) g_printerr("cannot link to whepserversink\n");
@@ -281,7 +288,7 @@ int main(int argc, char **argv) {
     else if (a.rfind("--max-seconds=", 0) == 0) max_seconds = std::stoi(val("--max-seconds="));
     else if (a == "--probe-latency") r.probe = true;
     else {
-      g_printerr("usage: %s --mode=ours|naive --whip-port=P --whep-port=Q [--probe-latency] [--max-seconds=S]\n",
+      g_printerr("usage: %s --mode=ours|ours-webrtcbin|naive --whip-port=P --whep-port=Q [--probe-latency] [--max-seconds=S]\n",
                  argv[0]);
       return 2;
     }
@@ -295,13 +302,14 @@ int main(int argc, char **argv) {
   }
   g_object_set(r.src.get(), "port", r.whip_port, "ice-addresses", "127.0.0.1", "latency", 40u, nullptr);
   gst_bin_add(GST_BIN(r.pipeline.get()), r.src.get());
-  if (r.mode == "ours") {
+  if (r.mode == "ours" || r.mode == "ours-webrtcbin") {
     r.sink = gobj::sink(gst_element_factory_make("whepserversink", "sink"));
     if (!r.sink) {
       g_printerr("whepserversink not found\n");
       return 1;
     }
-    g_object_set(r.sink.get(), "port", r.whep_port, "ice-addresses", "127.0.0.1", "max-viewers", 0u, nullptr);
+    g_object_set(r.sink.get(), "port", r.whep_port, "ice-addresses", "127.0.0.1", "max-viewers", 0u,
+                 "direct-send", gboolean(r.mode == "ours"), nullptr);
     gst_bin_add(GST_BIN(r.pipeline.get()), r.sink.get());
   } else if (r.mode == "naive") {
     r.naive = gobj::sink(GST_ELEMENT(g_object_new(naive_whep_get_type(), "name", "naive", nullptr)));

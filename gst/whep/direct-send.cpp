@@ -138,11 +138,20 @@ bool DirectSender::set_path(NiceCandidate *local, NiceCandidate *remote) {
   return true;
 }
 
-bool DirectSender::keepalive(guint leg, gint64 now) {
-  if (leg >= G_N_ELEMENTS(last_keepalive_us_)) return false;
+GstBuffer *DirectSender::keepalive(guint leg, GstBufferList *list, gint64 now) {
+  if (leg >= G_N_ELEMENTS(last_keepalive_us_)) return nullptr;
   gint64 last = last_keepalive_us_[leg].load(std::memory_order_relaxed);
-  if (now - last < kKeepaliveUs) return false;
-  return last_keepalive_us_[leg].compare_exchange_strong(last, now);
+  if (now - last < kKeepaliveUs) return nullptr;
+  GstBuffer *pick = nullptr;
+  const guint n = gst_buffer_list_length(list);
+  for (guint i = n; i > 0 && !pick; i--) {
+    guint8 b[2];
+    GstBuffer *buf = gst_buffer_list_get(list, i - 1);
+    if (gst_buffer_extract(buf, 0, b, 2) == 2 && (b[1] & 0x80)) pick = buf;
+  }
+  if (!pick && n > 0 && now - last >= kKeepaliveMaxUs) pick = gst_buffer_list_get(list, n - 1);
+  if (!pick || !last_keepalive_us_[leg].compare_exchange_strong(last, now)) return nullptr;
+  return pick;
 }
 
 guint DirectSender::send(GstBufferList *list, int pt) {

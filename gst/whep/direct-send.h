@@ -41,7 +41,7 @@ namespace whipwhep {
 
 class DirectSender {
  public:
-  static constexpr gint64 kKeepaliveUs = 200 * 1000;
+  static constexpr gint64 kKeepaliveUs = 200 * 1000, kKeepaliveMaxUs = 1000 * 1000;
 
   // Switches the viewer's media onto the direct path if its webrtcbin (DTLS
   // connected) allows it; nullptr and a reason otherwise.
@@ -56,9 +56,12 @@ class DirectSender {
   // counts. Returns the number of packets sent.
   guint send(GstBufferList *list, int pt);
   guint resend(GstBuffer *packet, int pt);
-  // Whether one packet of this leg (index 0..3) should also go through
-  // webrtcbin now, for its RTCP bookkeeping.
-  bool keepalive(guint leg, gint64 now_us);
+  // The packet of this batch of leg `leg` (index 0..3) that should also go
+  // through webrtcbin now, for its RTCP bookkeeping, or null: every
+  // kKeepaliveUs the last packet that ends a frame (marker bit), so that
+  // what webrtcbin sees is timed like a whole frame sent (the relay-latency
+  // bench measures there), or any packet after kKeepaliveMaxUs.
+  GstBuffer *keepalive(guint leg, GstBufferList *list, gint64 now_us);
   // No more sends; the socket is released. Call before stopping webrtcbin.
   void close();
 

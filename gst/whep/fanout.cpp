@@ -388,11 +388,11 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
       const guint sent = b->direct->send(list, rewrite ? b->pt : -1);
       b->packets += sent;
       b->bytes += sent == n ? size : sent * (size / n);
-      if (!b->direct->keepalive(b->leg, g_get_monotonic_time())) continue;
       // One packet now and then through webrtcbin, for its RTCP (see
       // direct-send.h); dropped before srtpenc.
-      GstBuffer *first = gst_buffer_list_get(list, 0);
-      gst_pad_push(b->src.get(), rewrite ? with_payload_type(first, guint8(b->pt)) : gst_buffer_ref(first));
+      GstBuffer *keep = b->direct->keepalive(b->leg, list, g_get_monotonic_time());
+      if (keep)
+        gst_pad_push(b->src.get(), rewrite ? with_payload_type(keep, guint8(b->pt)) : gst_buffer_ref(keep));
       continue;
     }
     // A viewer's failure is its own: never propagated to the publisher.

@@ -29,6 +29,12 @@
 // counted: the live edge is kept, latency stays bounded, and the publisher is
 // never blocked.
 //
+// Direct send (direct-send.h): a branch whose viewer's media skips its
+// webrtcbin gets each list through Branch::direct instead of its pad (the
+// payload type is rewritten in the sender's scratch copy, no header copy),
+// and only an occasional keepalive packet through the pad. The stream's last
+// kHistory packets are kept (references) for retransmission on NACK.
+//
 // Keyframe requests (upstream GstForceKeyUnit from any viewer, or join) are
 // coalesced per stream: at most one per `keyframe_interval` goes upstream; a
 // request inside the window is remembered and sent when the window ends.

@@ -39,7 +39,10 @@
 // Stats: action signal `get-viewer-stats` (session id) -> GstStructure
 // "whep-viewer-stats" with bytes-sent, packets-sent (uint64, from the
 // fan-out), nacks-received, plis-received (uint, from the viewer's
-// RTCP session), rtt (double seconds, -1 unknown), connected (boolean);
+// RTCP), rtt (double seconds, -1 unknown), connected (boolean),
+// direct-send (boolean: this viewer's media skips its webrtcbin),
+// packets-resent and packets-dropped (uint64, direct path: retransmitted
+// on NACK; not sent because its socket buffer was full);
 // NULL for an unknown session. Synchronous, no promise involved.
 #include "whepserversink.h"
 
