@@ -2,7 +2,12 @@
 
 #include <agent.h>
 #include <errno.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <gio/gio.h>
+
+#include <algorithm>
 
 GST_DEBUG_CATEGORY_EXTERN(whepserversink_debug);
 #define GST_CAT_DEFAULT whepserversink_debug
@@ -173,7 +178,6 @@ guint DirectSender::send_locked(GstBuffer *const *packets, guint n, int pt) {
   if (closed_.load(std::memory_order_relaxed) || n == 0) return 0;
   constexpr gsize kMaxPacket = 1500;
   scratch_.resize(n * (kMaxPacket + SrtpProtector::kMaxTrailer));
-  msgs_.resize(n);
   iovs_.resize(n);
   guint m = 0;
   guint8 *p = scratch_.data();
@@ -189,27 +193,7 @@ guint DirectSender::send_locked(GstBuffer *const *packets, guint n, int pt) {
   }
   guint sent = 0;
   if (fd_ >= 0) {
-    for (guint i = 0; i < m; i++) {
-      msgs_[i] = mmsghdr{};
-      msgs_[i].msg_hdr.msg_name = &peer_;
-      msgs_[i].msg_hdr.msg_namelen = peer_len_;
-      msgs_[i].msg_hdr.msg_iov = &iovs_[i];
-      msgs_[i].msg_hdr.msg_iovlen = 1;
-    }
-    while (sent < m) {
-      int r = sendmmsg(fd_, msgs_.data() + sent, m - sent, MSG_DONTWAIT);
-      if (r > 0) {
-        sent += guint(r);
-      } else if (r < 0 && errno == EINTR) {
-        continue;
-      } else {
-        // EAGAIN (the socket buffer is full: a slow viewer) or an error:
-        // what is left of this batch is dropped, like libnice would.
-        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-          GST_LOG("direct send: sendmmsg: %s", g_strerror(errno));
-        break;
-      }
-    }
+    sent = send_socket(m);
   } else {
     std::vector<GOutputVector> vecs(m);
     std::vector<NiceOutputMessage> out(m);
@@ -223,6 +207,97 @@ guint DirectSender::send_locked(GstBuffer *const *packets, guint n, int pt) {
   }
   packets_ += sent;
   dropped_ += n - sent;
+  return sent;
+}
+
+}  // namespace whipwhep
+
+namespace whipwhep {
+
+guint DirectSender::send_socket(guint m) {
+  // Under lock_; iovs_[0..m) hold the SRTP packets. A frame's packets are
+  // all MTU-sized but the last: with UDP GSO they leave as one datagram
+  // train (one route lookup, one skb through the stack) per frame and
+  // viewer, cut into packets at gso_size. Without GSO (the kernel or the
+  // path refuses it), one message per packet. Either way one sendmmsg.
+  msgs_.resize(m);
+  controls_.resize(m);
+  guint nmsg = 0;
+  for (guint i = 0; i < m;) {
+    guint run = 1;
+    const size_t seg = iovs_[i].iov_len;
+    if (gso_) {
+      // At most 64 segments and one UDP datagram's worth of bytes.
+      const guint max_run = guint(std::min<size_t>(64, 65000 / std::max<size_t>(seg, 1)));
+      while (i + run < m && run < max_run && iovs_[i + run].iov_len == seg) run++;
+      if (i + run < m && run < max_run && iovs_[i + run].iov_len < seg) run++;  // a shorter last one
+    }
+    mmsghdr &mh = msgs_[nmsg];
+    mh = mmsghdr{};
+    mh.msg_hdr.msg_name = &peer_;
+    mh.msg_hdr.msg_namelen = peer_len_;
+    mh.msg_hdr.msg_iov = &iovs_[i];
+    mh.msg_hdr.msg_iovlen = run;
+    if (run > 1) {
+      Control &c = controls_[nmsg];
+      mh.msg_hdr.msg_control = c.bytes;
+      mh.msg_hdr.msg_controllen = sizeof c.bytes;
+      cmsghdr *cm = CMSG_FIRSTHDR(&mh.msg_hdr);
+      cm->cmsg_level = SOL_UDP;
+      cm->cmsg_type = UDP_SEGMENT;
+      cm->cmsg_len = CMSG_LEN(sizeof(guint16));
+      const guint16 gso_size = guint16(seg);
+      memcpy(CMSG_DATA(cm), &gso_size, sizeof gso_size);
+    }
+    runs_.resize(nmsg + 1);
+    runs_[nmsg] = run;
+    nmsg++;
+    i += run;
+  }
+  guint done = 0, sent = 0;
+  while (done < nmsg) {
+    int r = sendmmsg(fd_, msgs_.data() + done, nmsg - done, MSG_DONTWAIT);
+    if (r > 0) {
+      for (int k = 0; k < r; k++) sent += runs_[done + k];
+      done += guint(r);
+    } else if (r < 0 && errno == EINTR) {
+      continue;
+    } else if (r < 0 && gso_ && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT) &&
+               runs_[done] > 1) {
+      // No GSO here: never again for this viewer, and this batch plainly.
+      GST_INFO("direct send: UDP GSO refused (%s), one message per packet", g_strerror(errno));
+      gso_ = false;
+      guint first = 0;
+      for (guint k = 0; k < done; k++) first += runs_[k];
+      return sent + send_socket_plain(first, m);
+    } else {
+      // EAGAIN (the socket buffer is full: a slow viewer) or an error:
+      // what is left of this batch is dropped, like libnice would.
+      if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        GST_LOG("direct send: sendmmsg: %s", g_strerror(errno));
+      break;
+    }
+  }
+  return sent;
+}
+
+guint DirectSender::send_socket_plain(guint first, guint m) {
+  guint n = 0;
+  for (guint i = first; i < m; i++, n++) {
+    msgs_[n] = mmsghdr{};
+    msgs_[n].msg_hdr.msg_name = &peer_;
+    msgs_[n].msg_hdr.msg_namelen = peer_len_;
+    msgs_[n].msg_hdr.msg_iov = &iovs_[i];
+    msgs_[n].msg_hdr.msg_iovlen = 1;
+  }
+  guint sent = 0;
+  while (sent < n) {
+    int r = sendmmsg(fd_, msgs_.data() + sent, n - sent, MSG_DONTWAIT);
+    if (r > 0)
+      sent += guint(r);
+    else if (!(r < 0 && errno == EINTR))
+      break;
+  }
   return sent;
 }
 

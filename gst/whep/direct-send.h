@@ -73,6 +73,8 @@ class DirectSender {
   DirectSender() = default;
   bool set_path(NiceCandidate *local, NiceCandidate *remote);
   guint send_locked(GstBuffer *const *packets, guint n, int pt);
+  guint send_socket(guint m);
+  guint send_socket_plain(guint first, guint m);
   static void on_selected_pair(NiceAgent *agent, guint stream, guint component,
                                NiceCandidate *local, NiceCandidate *remote, gpointer data);
 
@@ -85,6 +87,12 @@ class DirectSender {
   std::vector<guint8> scratch_;
   std::vector<mmsghdr> msgs_;
   std::vector<iovec> iovs_;
+  struct Control {
+    alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(guint16))];
+  };
+  std::vector<Control> controls_;
+  std::vector<guint> runs_;  // packets per message
+  bool gso_ = true;          // UDP GSO until the kernel refuses it
 
   gobj::Ref<GObject> agent_;
   gulong pair_handler_ = 0;
