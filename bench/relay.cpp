@@ -193,7 +193,10 @@ void naive_request(GstElement *, GstStructure *request, GstPromise *promise, Rel
   gst_element_sync_state_with_parent(wb);
   gobj::Ref<GstCaps> prefs = gobj::adopt(gst_caps_copy(caps.get()));
   GstStructure *s = gst_caps_get_structure(prefs.get(), 0);
-  gst_structure_remove_fields(s, "ssrc", "seqnum-offset", "timestamp-offset", nullptr);
+  // The stream's profile-level-id (42c01f from x264) must not stop webrtcbin
+  // matching whepsrc's 42e01f offer: both are constrained baseline.
+  gst_structure_remove_fields(s, "ssrc", "seqnum-offset", "timestamp-offset", "profile-level-id",
+                              "sprop-parameter-sets", nullptr);
   Relay *relay = r;
   std::string session = whipwhep::random_id_hex128();
   gobj::Ref<GstPromise> p = gobj::ref(promise);
@@ -249,14 +252,20 @@ void src_pad_added(GstElement *, GstPad *pad, Relay *r) {
     const char *name = gst_structure_get_name(gst_caps_get_structure(caps.get(), 0));
     GstElement *pay;
     if (g_str_has_prefix(name, "video/x-h264")) {
+      // whipserversrc's output already has SPS/PPS before every IDR access
+      // unit; rtph264pay's config-interval would repeat them before every
+      // IDR slice and break multi-slice keyframes (see input-payloader.cpp).
+      // PT 102 is what whepsrc offers for H.264 (one PT for every viewer:
+      // the naive relay payloads once for its tee).
       pay = gst_element_factory_make("rtph264pay", nullptr);
-      g_object_set(pay, "config-interval", -1, nullptr);
       gst_util_set_object_arg(G_OBJECT(pay), "aggregate-mode", "zero-latency");
+      g_object_set(pay, "pt", 102u, nullptr);
     } else {
       pay = gst_element_factory_make("rtpvp8pay", nullptr);
       gst_util_set_object_arg(G_OBJECT(pay), "picture-id-mode", "15-bit");
+      g_object_set(pay, "pt", 96u, nullptr);
     }
-    g_object_set(pay, "pt", 96u, "mtu", 1200u, nullptr);
+    g_object_set(pay, "mtu", 1200u, nullptr);
     GstElement *tee = gst_element_factory_make("tee", "tee");
     g_object_set(tee, "allow-not-linked", TRUE, nullptr);
     gst_bin_add_many(GST_BIN(r->pipeline.get()), pay, tee, nullptr);

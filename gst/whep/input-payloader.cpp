@@ -11,16 +11,23 @@ gobj::Ref<GstElement> make_payloader(const std::string &name, const char **facto
   else if (name == "video/x-h264") factory = "rtph264pay", pt = 102;
   else if (name == "audio/x-opus") factory = "rtpopuspay", pt = 111;
   *factory_out = factory;
+  if (name == "video/x-h264") {
+    // SPS/PPS with every IDR access unit, so a joining viewer can decode at
+    // once: inserted by h264parse per access unit (also from avc codec_data).
+    // Not by rtph264pay's config-interval, which in GStreamer 1.22 inserts
+    // them before every IDR *slice* and so splits a multi-slice keyframe in
+    // two: decoders then lose all but its last slice.
+    GstElement *bin = gst_parse_bin_from_description(
+        "h264parse config-interval=-1 ! rtph264pay pt=102 mtu=1200 aggregate-mode=zero-latency",
+        TRUE, nullptr);
+    return bin ? gobj::sink(bin) : gobj::Ref<GstElement>();
+  }
   gobj::Ref<GstElement> pay;
   if (factory) pay = gobj::sink(gst_element_factory_make(factory, nullptr));
   if (!pay) return pay;
   if (name != "application/x-rtp") {
     g_object_set(pay.get(), "pt", guint(pt), "mtu", guint(1200), nullptr);
-    if (name == "video/x-h264") {
-      // SPS/PPS with every IDR, so a joining viewer can decode at once.
-      g_object_set(pay.get(), "config-interval", -1, nullptr);
-      gst_util_set_object_arg(G_OBJECT(pay.get()), "aggregate-mode", "zero-latency");
-    } else if (name != "audio/x-opus") {
+    if (name != "audio/x-opus") {
       gst_util_set_object_arg(G_OBJECT(pay.get()), "picture-id-mode", "15-bit");
     }
   } else {

@@ -23,8 +23,9 @@ struct Input {
   std::unique_ptr<Fanout> fanout;
 };
 
-// A configured payloader for `media_type` (mtu 1200; H.264 with SPS/PPS on
-// every IDR and zero-latency aggregation; VP8/VP9 15-bit picture ids), or an
+// A configured payloader for `media_type` (mtu 1200; H.264 a bin of
+// h264parse, for SPS/PPS on every IDR access unit, and rtph264pay with
+// zero-latency aggregation; VP8/VP9 15-bit picture ids), or an
 // identity for application/x-rtp. nullptr if unknown or not installed;
 // *factory names what was tried.
 gobj::Ref<GstElement> make_payloader(const std::string &media_type, const char **factory);

@@ -161,13 +161,14 @@ bool Impl::build_chain(Input *in, GstCaps *caps) {
     encoder = true;
   }
   if (enc == "video/x-h264") {
-    // Byte-stream with SPS/PPS before every IDR: a receiver joining late
-    // (or after loss) can start decoding at the next keyframe.
+    // SPS/PPS before every IDR access unit: a receiver joining late (or
+    // after loss) can start decoding at the next keyframe. h264parse does it
+    // per access unit; rtph264pay's own config-interval would insert them
+    // before every IDR *slice* (GStreamer 1.22), which splits a multi-slice
+    // keyframe (x264's sliced threads) in two and decoders lose its top.
     if (GstElement *parse = add("h264parse")) g_object_set(parse, "config-interval", -1, nullptr);
-    if (GstElement *pay = add("rtph264pay")) {
-      g_object_set(pay, "config-interval", -1, nullptr);
+    if (GstElement *pay = add("rtph264pay"))
       gst_util_set_object_arg(G_OBJECT(pay), "aggregate-mode", "zero-latency");
-    }
   } else if (enc == "video/x-vp8" || enc == "video/x-vp9") {
     if (GstElement *pay = add(enc == "video/x-vp8" ? "rtpvp8pay" : "rtpvp9pay"))
       gst_util_set_object_arg(G_OBJECT(pay), "picture-id-mode", "15-bit");
