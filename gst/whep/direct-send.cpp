@@ -161,7 +161,8 @@ GstBuffer *DirectSender::keepalive(guint leg, GstBufferList *list, gint64 now) {
 
 guint DirectSender::send(GstBufferList *list, int pt) {
   const guint n = gst_buffer_list_length(list);
-  std::vector<GstBuffer *> packets(n);
+  std::vector<GstBuffer *> &packets = scratch().packets;
+  packets.resize(n);
   for (guint i = 0; i < n; i++) packets[i] = gst_buffer_list_get(list, i);
   std::lock_guard<std::mutex> g(lock_);
   return send_locked(packets.data(), n, pt);
@@ -174,20 +175,26 @@ guint DirectSender::resend(GstBuffer *packet, int pt) {
   return n;
 }
 
+DirectSender::Scratch &DirectSender::scratch() {
+  static thread_local Scratch s;
+  return s;
+}
+
 guint DirectSender::send_locked(GstBuffer *const *packets, guint n, int pt) {
+  Scratch &sc = scratch();
   if (closed_.load(std::memory_order_relaxed) || n == 0) return 0;
   constexpr gsize kMaxPacket = 1500;
-  scratch_.resize(n * (kMaxPacket + SrtpProtector::kMaxTrailer));
-  iovs_.resize(n);
+  sc.bytes.resize(n * (kMaxPacket + SrtpProtector::kMaxTrailer));
+  sc.iovs.resize(n);
   guint m = 0;
-  guint8 *p = scratch_.data();
+  guint8 *p = sc.bytes.data();
   for (guint i = 0; i < n; i++) {
     const gsize size = gst_buffer_get_size(packets[i]);
     if (size > kMaxPacket || gst_buffer_extract(packets[i], 0, p, size) != size) continue;
     if (pt >= 0 && size >= 2) p[1] = guint8((p[1] & 0x80) | (pt & 0x7f));
     const size_t len = srtp_.protect(p, size, size + SrtpProtector::kMaxTrailer);
     if (len == 0) continue;
-    iovs_[m] = {p, len};
+    sc.iovs[m] = {p, len};
     p += kMaxPacket + SrtpProtector::kMaxTrailer;
     m++;
   }
@@ -198,7 +205,7 @@ guint DirectSender::send_locked(GstBuffer *const *packets, guint n, int pt) {
     std::vector<GOutputVector> vecs(m);
     std::vector<NiceOutputMessage> out(m);
     for (guint i = 0; i < m; i++) {
-      vecs[i] = {iovs_[i].iov_base, iovs_[i].iov_len};
+      vecs[i] = {sc.iovs[i].iov_base, sc.iovs[i].iov_len};
       out[i] = {&vecs[i], 1};
     }
     gint r = nice_agent_send_messages_nonblocking(reinterpret_cast<NiceAgent *>(agent_.get()),
@@ -215,31 +222,32 @@ guint DirectSender::send_locked(GstBuffer *const *packets, guint n, int pt) {
 namespace whipwhep {
 
 guint DirectSender::send_socket(guint m) {
-  // Under lock_; iovs_[0..m) hold the SRTP packets. A frame's packets are
+  Scratch &sc = scratch();
+  // Under lock_; the scratch's iovs[0..m) hold the SRTP packets. A frame's packets are
   // all MTU-sized but the last: with UDP GSO they leave as one datagram
   // train (one route lookup, one skb through the stack) per frame and
   // viewer, cut into packets at gso_size. Without GSO (the kernel or the
   // path refuses it), one message per packet. Either way one sendmmsg.
-  msgs_.resize(m);
-  controls_.resize(m);
+  sc.msgs.resize(m);
+  sc.controls.resize(m);
   guint nmsg = 0;
   for (guint i = 0; i < m;) {
     guint run = 1;
-    const size_t seg = iovs_[i].iov_len;
+    const size_t seg = sc.iovs[i].iov_len;
     if (gso_) {
       // At most 64 segments and one UDP datagram's worth of bytes.
       const guint max_run = guint(std::min<size_t>(64, 65000 / std::max<size_t>(seg, 1)));
-      while (i + run < m && run < max_run && iovs_[i + run].iov_len == seg) run++;
-      if (i + run < m && run < max_run && iovs_[i + run].iov_len < seg) run++;  // a shorter last one
+      while (i + run < m && run < max_run && sc.iovs[i + run].iov_len == seg) run++;
+      if (i + run < m && run < max_run && sc.iovs[i + run].iov_len < seg) run++;  // a shorter last one
     }
-    mmsghdr &mh = msgs_[nmsg];
+    mmsghdr &mh = sc.msgs[nmsg];
     mh = mmsghdr{};
     mh.msg_hdr.msg_name = &peer_;
     mh.msg_hdr.msg_namelen = peer_len_;
-    mh.msg_hdr.msg_iov = &iovs_[i];
+    mh.msg_hdr.msg_iov = &sc.iovs[i];
     mh.msg_hdr.msg_iovlen = run;
     if (run > 1) {
-      Control &c = controls_[nmsg];
+      Control &c = sc.controls[nmsg];
       mh.msg_hdr.msg_control = c.bytes;
       mh.msg_hdr.msg_controllen = sizeof c.bytes;
       cmsghdr *cm = CMSG_FIRSTHDR(&mh.msg_hdr);
@@ -249,26 +257,26 @@ guint DirectSender::send_socket(guint m) {
       const guint16 gso_size = guint16(seg);
       memcpy(CMSG_DATA(cm), &gso_size, sizeof gso_size);
     }
-    runs_.resize(nmsg + 1);
-    runs_[nmsg] = run;
+    sc.runs.resize(nmsg + 1);
+    sc.runs[nmsg] = run;
     nmsg++;
     i += run;
   }
   guint done = 0, sent = 0;
   while (done < nmsg) {
-    int r = sendmmsg(fd_, msgs_.data() + done, nmsg - done, MSG_DONTWAIT);
+    int r = sendmmsg(fd_, sc.msgs.data() + done, nmsg - done, MSG_DONTWAIT);
     if (r > 0) {
-      for (int k = 0; k < r; k++) sent += runs_[done + k];
+      for (int k = 0; k < r; k++) sent += sc.runs[done + k];
       done += guint(r);
     } else if (r < 0 && errno == EINTR) {
       continue;
     } else if (r < 0 && gso_ && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT) &&
-               runs_[done] > 1) {
+               sc.runs[done] > 1) {
       // No GSO here: never again for this viewer, and this batch plainly.
       GST_INFO("direct send: UDP GSO refused (%s), one message per packet", g_strerror(errno));
       gso_ = false;
       guint first = 0;
-      for (guint k = 0; k < done; k++) first += runs_[k];
+      for (guint k = 0; k < done; k++) first += sc.runs[k];
       return sent + send_socket_plain(first, m);
     } else {
       // EAGAIN (the socket buffer is full: a slow viewer) or an error:
@@ -282,17 +290,18 @@ guint DirectSender::send_socket(guint m) {
 }
 
 guint DirectSender::send_socket_plain(guint first, guint m) {
+  Scratch &sc = scratch();
   guint n = 0;
   for (guint i = first; i < m; i++, n++) {
-    msgs_[n] = mmsghdr{};
-    msgs_[n].msg_hdr.msg_name = &peer_;
-    msgs_[n].msg_hdr.msg_namelen = peer_len_;
-    msgs_[n].msg_hdr.msg_iov = &iovs_[i];
-    msgs_[n].msg_hdr.msg_iovlen = 1;
+    sc.msgs[n] = mmsghdr{};
+    sc.msgs[n].msg_hdr.msg_name = &peer_;
+    sc.msgs[n].msg_hdr.msg_namelen = peer_len_;
+    sc.msgs[n].msg_hdr.msg_iov = &sc.iovs[i];
+    sc.msgs[n].msg_hdr.msg_iovlen = 1;
   }
   guint sent = 0;
   while (sent < n) {
-    int r = sendmmsg(fd_, msgs_.data() + sent, n - sent, MSG_DONTWAIT);
+    int r = sendmmsg(fd_, sc.msgs.data() + sent, n - sent, MSG_DONTWAIT);
     if (r > 0)
       sent += guint(r);
     else if (!(r < 0 && errno == EINTR))

@@ -78,20 +78,27 @@ class DirectSender {
   static void on_selected_pair(NiceAgent *agent, guint stream, guint component,
                                NiceCandidate *local, NiceCandidate *remote, gpointer data);
 
-  std::mutex lock_;  // the SRTP context, the socket and the scratch space
+  std::mutex lock_;  // the SRTP context and the socket
   SrtpProtector srtp_;
   gobj::Ref<GObject> socket_;  // the selected pair's GSocket (the agent's)
   int fd_ = -1;
   sockaddr_storage peer_{};
   socklen_t peer_len_ = 0;
-  std::vector<guint8> scratch_;
-  std::vector<mmsghdr> msgs_;
-  std::vector<iovec> iovs_;
+  // Working space for one batch, per sending thread (a fan-out shard's
+  // thread, or a viewer's RTCP thread for a retransmission): shared by all
+  // the viewers a thread serves instead of held by each.
   struct Control {
     alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(guint16))];
   };
-  std::vector<Control> controls_;
-  std::vector<guint> runs_;  // packets per message
+  struct Scratch {
+    std::vector<GstBuffer *> packets;
+    std::vector<guint8> bytes;
+    std::vector<mmsghdr> msgs;
+    std::vector<iovec> iovs;
+    std::vector<Control> controls;
+    std::vector<guint> runs;  // packets per message
+  };
+  static Scratch &scratch();
   bool gso_ = true;          // UDP GSO until the kernel refuses it
 
   gobj::Ref<GObject> agent_;
