@@ -159,18 +159,29 @@ GstBuffer *DirectSender::keepalive(guint leg, GstBufferList *list, gint64 now) {
   return pick;
 }
 
-guint DirectSender::send(GstBufferList *list, int pt) {
-  const guint n = gst_buffer_list_length(list);
-  std::vector<GstBuffer *> &packets = scratch().packets;
+void DirectSender::Plain::assign(GstBuffer *const *buffers, guint n) {
   packets.resize(n);
-  for (guint i = 0; i < n; i++) packets[i] = gst_buffer_list_get(list, i);
+  size_t total = 0;
+  for (guint i = 0; i < n; i++) total += gst_buffer_get_size(buffers[i]);
+  bytes.resize(total);
+  size_t off = 0;
+  for (guint i = 0; i < n; i++) {
+    const size_t len = gst_buffer_extract(buffers[i], 0, bytes.data() + off, total - off);
+    packets[i] = {off, len};
+    off += len;
+  }
+}
+
+guint DirectSender::send(const Plain &batch, int pt) {
   std::lock_guard<std::mutex> g(lock_);
-  return send_locked(packets.data(), n, pt);
+  return send_locked(batch, pt);
 }
 
 guint DirectSender::resend(GstBuffer *packet, int pt) {
+  Plain one;
+  one.assign(&packet, 1);
   std::lock_guard<std::mutex> g(lock_);
-  guint n = send_locked(&packet, 1, pt);
+  guint n = send_locked(one, pt);
   resent_ += n;
   return n;
 }
@@ -180,8 +191,9 @@ DirectSender::Scratch &DirectSender::scratch() {
   return s;
 }
 
-guint DirectSender::send_locked(GstBuffer *const *packets, guint n, int pt) {
+guint DirectSender::send_locked(const Plain &batch, int pt) {
   Scratch &sc = scratch();
+  const guint n = guint(batch.packets.size());
   if (closed_.load(std::memory_order_relaxed) || n == 0) return 0;
   constexpr gsize kMaxPacket = 1500;
   sc.bytes.resize(n * (kMaxPacket + SrtpProtector::kMaxTrailer));
@@ -189,10 +201,12 @@ guint DirectSender::send_locked(GstBuffer *const *packets, guint n, int pt) {
   guint m = 0;
   guint8 *p = sc.bytes.data();
   for (guint i = 0; i < n; i++) {
-    const gsize size = gst_buffer_get_size(packets[i]);
-    if (size > kMaxPacket || gst_buffer_extract(packets[i], 0, p, size) != size) continue;
-    if (pt >= 0 && size >= 2) p[1] = guint8((p[1] & 0x80) | (pt & 0x7f));
-    const size_t len = srtp_.protect(p, size, size + SrtpProtector::kMaxTrailer);
+    const gsize size = batch.packets[i].second;
+    if (size > kMaxPacket) continue;
+    // Header copied (payload type rewritten), payload encrypted straight
+    // from the shared plain bytes into this viewer's copy.
+    const size_t len = srtp_.protect(batch.bytes.data() + batch.packets[i].first, size, p,
+                                     size + SrtpProtector::kMaxTrailer, pt);
     if (len == 0) continue;
     sc.iovs[m] = {p, len};
     p += kMaxPacket + SrtpProtector::kMaxTrailer;

@@ -54,7 +54,14 @@ class DirectSender {
   // SRTP-protects the list's packets (payload type rewritten to `pt` unless
   // pt < 0) and sends them in one sendmmsg. A full socket buffer drops and
   // counts. Returns the number of packets sent.
-  guint send(GstBufferList *list, int pt);
+  // A batch of RTP packets as plain bytes, read out of their GstBuffers
+  // once for all the viewers one sender thread serves (not once a viewer).
+  struct Plain {
+    std::vector<guint8> bytes;
+    std::vector<std::pair<size_t, size_t>> packets;  // offset, length
+    void assign(GstBuffer *const *buffers, guint n);
+  };
+  guint send(const Plain &batch, int pt);
   guint resend(GstBuffer *packet, int pt);
   // The packet of this batch of leg `leg` (index 0..3) that should also go
   // through webrtcbin now, for its RTCP bookkeeping, or null: every
@@ -72,7 +79,7 @@ class DirectSender {
  private:
   DirectSender() = default;
   bool set_path(NiceCandidate *local, NiceCandidate *remote);
-  guint send_locked(GstBuffer *const *packets, guint n, int pt);
+  guint send_locked(const Plain &batch, int pt);
   guint send_socket(guint m);
   guint send_socket_plain(guint first, guint m);
   static void on_selected_pair(NiceAgent *agent, guint stream, guint component,
@@ -91,7 +98,6 @@ class DirectSender {
     alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(guint16))];
   };
   struct Scratch {
-    std::vector<GstBuffer *> packets;
     std::vector<guint8> bytes;
     std::vector<mmsghdr> msgs;
     std::vector<iovec> iovs;

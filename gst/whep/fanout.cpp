@@ -365,6 +365,10 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
   auto l = snapshot();
   const guint n = gst_buffer_list_length(list);
   const gsize size = gst_buffer_list_calculate_size(list);
+  // Read out of the buffers once for every direct viewer of this shard.
+  static thread_local DirectSender::Plain plain;
+  static thread_local std::vector<GstBuffer *> plain_buffers;
+  bool plain_ready = false;
   for (const auto &b : *l) {
     if (b->shard != shard || !b->ready.load(std::memory_order_acquire)) continue;
     const bool rewrite = b->pt >= 0 && b->pt != spt;
@@ -385,7 +389,13 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
       continue;
     }
     if (direct) {
-      const guint sent = b->direct->send(list, rewrite ? b->pt : -1);
+      if (!plain_ready) {
+        plain_buffers.resize(n);
+        for (guint i = 0; i < n; i++) plain_buffers[i] = gst_buffer_list_get(list, i);
+        plain.assign(plain_buffers.data(), n);
+        plain_ready = true;
+      }
+      const guint sent = b->direct->send(plain, rewrite ? b->pt : -1);
       b->packets += sent;
       b->bytes += sent == n ? size : sent * (size / n);
       // One packet now and then through webrtcbin, for its RTCP (see

@@ -106,9 +106,11 @@ guint64 SrtpProtector::packet_index(Stream &s, guint16 seq) {
   return (guint64(v) << 16) | seq;
 }
 
-size_t SrtpProtector::protect(guint8 *p, size_t len, size_t capacity) {
-  const size_t hdr = rtp_header_length(p, len);
+size_t SrtpProtector::protect(const guint8 *in, size_t len, guint8 *p, size_t capacity, int pt) {
+  const size_t hdr = rtp_header_length(in, len);
   if (!ready() || hdr == 0 || capacity < len + tag_len_) return 0;
+  if (p != in) memcpy(p, in, hdr);
+  if (pt >= 0) p[1] = guint8((p[1] & 0x80) | (pt & 0x7f));
   const guint32 ssrc = (guint32(p[8]) << 24) | (guint32(p[9]) << 16) | (guint32(p[10]) << 8) | p[11];
   const guint16 seq = guint16((p[2] << 8) | p[3]);
   Stream &s = stream(ssrc);
@@ -122,7 +124,7 @@ size_t SrtpProtector::protect(guint8 *p, size_t len, size_t capacity) {
   for (int i = 0; i < 6; i++) iv[8 + i] ^= guint8(index >> (40 - 8 * i));
   int out = 0;
   if (EVP_EncryptInit_ex(cipher_, nullptr, nullptr, nullptr, iv) != 1 ||
-      EVP_EncryptUpdate(cipher_, p + hdr, &out, p + hdr, int(len - hdr)) != 1)
+      EVP_EncryptUpdate(cipher_, p + hdr, &out, in + hdr, int(len - hdr)) != 1)
     return 0;
 
   // Tag = HMAC-SHA1(auth key, packet || ROC), truncated (RFC 3711 4.2).

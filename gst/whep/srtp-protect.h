@@ -39,7 +39,12 @@ class SrtpProtector {
   // Encrypts the RTP packet in place and appends the tag; `capacity` must
   // be at least len + kMaxTrailer. Returns the SRTP length, 0 if `packet`
   // is not an RTP packet.
-  size_t protect(guint8 *packet, size_t len, size_t capacity);
+  size_t protect(guint8 *packet, size_t len, size_t capacity) {
+    return protect(packet, len, packet, capacity, -1);
+  }
+  // The same from `in` into `out` (no copy of the payload before it is
+  // encrypted), with the payload type rewritten to `pt` unless pt < 0.
+  size_t protect(const guint8 *in, size_t len, guint8 *out, size_t capacity, int pt);
 
  private:
   struct Stream {

@@ -114,6 +114,29 @@ TEST(SrtpProtect, Sha1_80DecryptsWithSrtpdecAcrossTheRollover) { round_trip(10, 
 
 TEST(SrtpProtect, Sha1_32WithCsrcsAndHeaderExtension) { round_trip(4, "hmac-sha1-32", 2, true); }
 
+// The direct send path's form: the shared plain packet is left untouched,
+// the viewer's copy gets its own payload type and is authenticated with it.
+TEST(SrtpProtect, OutOfPlaceWithPayloadTypeRewriteDecrypts) {
+  const guint32 ssrc = 0x77;
+  Decryptor dec(ssrc, "hmac-sha1-80");
+  ASSERT_TRUE(dec.pipeline);
+  SrtpProtector p;
+  auto key = master_key();
+  ASSERT_TRUE(p.init(key.data(), key.size(), 10));
+  for (guint16 seq = 100; seq < 110; seq++) {
+    const auto plain = rtp_packet(seq, ssrc, 300, 0, seq % 2 == 0);
+    const auto before = plain;
+    std::vector<guint8> wire(plain.size() + SrtpProtector::kMaxTrailer);
+    const size_t n = p.protect(plain.data(), plain.size(), wire.data(), wire.size(), 111);
+    ASSERT_EQ(n, plain.size() + 10);
+    EXPECT_EQ(plain, before) << "the shared packet was modified";
+    dec.push(wire.data(), n);
+    auto expected = plain;
+    expected[1] = guint8((expected[1] & 0x80) | 111);
+    EXPECT_EQ(dec.pull(), expected) << "seq " << seq;
+  }
+}
+
 TEST(SrtpProtect, WrongKeyIsRejectedBySrtpdec) {
   const guint32 ssrc = 0x5566;
   Decryptor dec(ssrc, "hmac-sha1-80");
