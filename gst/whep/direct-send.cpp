@@ -129,7 +129,10 @@ bool DirectSender::set_path(NiceCandidate *local, NiceCandidate *remote) {
   // else (TURN relay, ICE-TCP framing): through libnice, which frames it.
   socket_.reset();
   fd_ = -1;
-  if (local->transport == NICE_CANDIDATE_TRANSPORT_UDP && local->type != NICE_CANDIDATE_TYPE_RELAYED) {
+  // Tests force the libnice path (the one relayed pairs take) on loopback.
+  const bool via_agent = g_getenv("WHIPWHEP_DIRECT_SEND_VIA_AGENT") != nullptr;
+  if (!via_agent && local->transport == NICE_CANDIDATE_TRANSPORT_UDP &&
+      local->type != NICE_CANDIDATE_TYPE_RELAYED) {
     GSocket *s = nice_agent_get_selected_socket(reinterpret_cast<NiceAgent *>(agent_.get()),
                                                 stream_id_, 1);
     if (s) {

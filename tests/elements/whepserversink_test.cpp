@@ -554,6 +554,31 @@ TEST(WhepServerSink, ViewerPliOnTheDirectPathRequestsAKeyframe) {
 
 TEST(WhepServerSink, LossyViewerRecoversWithRtxThroughWebrtcbin) { lossy_viewer_recovers(false); }
 
+// Relayed (TURN) and TCP ICE pairs make the direct path send through
+// libnice instead of sendmmsg on the pair's socket. No TURN server here:
+// WHIPWHEP_DIRECT_SEND_VIA_AGENT forces that path on loopback pairs.
+TEST(WhepServerSink, DirectSendThroughLibniceDecodes) {
+  g_setenv("WHIPWHEP_DIRECT_SEND_VIA_AGENT", "1", TRUE);
+  struct Unset {
+    ~Unset() { g_unsetenv("WHIPWHEP_DIRECT_SEND_VIA_AGENT"); }
+  } unset;
+  Source src;
+  ASSERT_TRUE(src.play_and_wait_caps());
+  std::vector<std::unique_ptr<Viewer>> viewers;
+  for (int i = 0; i < 2; i++) {
+    viewers.push_back(std::make_unique<Viewer>());
+    ASSERT_FALSE(viewers.back()->join(src.sink.get()).empty());
+  }
+  EXPECT_TRUE(all_decode(viewers, 30, 50, 30000));
+  for (auto &v : viewers) {
+    auto st = viewer_stats(src.sink.get(), v->session);
+    ASSERT_TRUE(st);
+    gboolean direct = FALSE;
+    gst_structure_get_boolean(st.get(), "direct-send", &direct);
+    EXPECT_TRUE(direct);
+  }
+}
+
 TEST(WhepServerSink, BadRequestsGetTheirStatusAndServiceContinues) {
   Source src(30, true, 30, "max-viewers=2");
   ASSERT_TRUE(src.play_and_wait_caps());
