@@ -124,7 +124,7 @@ void DirectSender::on_selected_pair(NiceAgent *, guint stream, guint component,
   if (!self->closed_) self->set_path(local, remote);
 }
 
-bool DirectSender::set_path(NiceCandidate *local, NiceCandidate *remote) {
+void DirectSender::set_path(NiceCandidate *local, NiceCandidate *remote) {
   // Under lock_. Plain UDP: sendmmsg on the pair's own socket. Anything
   // else (TURN relay, ICE-TCP framing): through libnice, which frames it.
   socket_.reset();
@@ -143,7 +143,6 @@ bool DirectSender::set_path(NiceCandidate *local, NiceCandidate *remote) {
     }
   }
   GST_DEBUG("direct send: %s path", fd_ >= 0 ? "socket" : "libnice");
-  return true;
 }
 
 GstBuffer *DirectSender::keepalive(guint leg, GstBufferList *list, gint64 now) {
@@ -162,14 +161,15 @@ GstBuffer *DirectSender::keepalive(guint leg, GstBufferList *list, gint64 now) {
   return pick;
 }
 
-void DirectSender::Plain::assign(GstBuffer *const *buffers, guint n) {
+void DirectSender::Plain::assign(GstBufferList *list) {
+  const guint n = gst_buffer_list_length(list);
   packets.resize(n);
-  size_t total = 0;
-  for (guint i = 0; i < n; i++) total += gst_buffer_get_size(buffers[i]);
+  const size_t total = gst_buffer_list_calculate_size(list);
   bytes.resize(total);
   size_t off = 0;
   for (guint i = 0; i < n; i++) {
-    const size_t len = gst_buffer_extract(buffers[i], 0, bytes.data() + off, total - off);
+    const size_t len =
+        gst_buffer_extract(gst_buffer_list_get(list, i), 0, bytes.data() + off, total - off);
     packets[i] = {off, len};
     off += len;
   }
@@ -181,8 +181,10 @@ guint DirectSender::send(const Plain &batch, int pt) {
 }
 
 guint DirectSender::resend(GstBuffer *packet, int pt) {
+  gobj::Ref<GstBufferList> list = gobj::adopt(gst_buffer_list_new_sized(1));
+  gst_buffer_list_add(list.get(), gst_buffer_ref(packet));
   Plain one;
-  one.assign(&packet, 1);
+  one.assign(list.get());
   std::lock_guard<std::mutex> g(lock_);
   guint n = send_locked(one, pt);
   resent_ += n;
@@ -217,7 +219,7 @@ guint DirectSender::send_locked(const Plain &batch, int pt) {
   }
   guint sent = 0;
   if (fd_ >= 0) {
-    sent = send_socket(m);
+    sent = send_socket(0, m);
   } else {
     std::vector<GOutputVector> vecs(m);
     std::vector<NiceOutputMessage> out(m);
@@ -229,26 +231,21 @@ guint DirectSender::send_locked(const Plain &batch, int pt) {
                                                   stream_id_, 1, out.data(), m, nullptr, nullptr);
     sent = r > 0 ? guint(r) : 0;
   }
-  packets_ += sent;
   dropped_ += n - sent;
   return sent;
 }
 
-}  // namespace whipwhep
-
-namespace whipwhep {
-
-guint DirectSender::send_socket(guint m) {
+guint DirectSender::send_socket(guint first, guint m) {
   Scratch &sc = scratch();
-  // Under lock_; the scratch's iovs[0..m) hold the SRTP packets. A frame's packets are
-  // all MTU-sized but the last: with UDP GSO they leave as one datagram
-  // train (one route lookup, one skb through the stack) per frame and
-  // viewer, cut into packets at gso_size. Without GSO (the kernel or the
-  // path refuses it), one message per packet. Either way one sendmmsg.
+  // Under lock_; the scratch's iovs[first..m) hold the SRTP packets. A
+  // frame's packets are all MTU-sized but the last: with UDP GSO they leave
+  // as one datagram train (one route lookup, one skb through the stack) per
+  // frame and viewer, cut into packets at gso_size. Without GSO (the kernel
+  // or the path refuses it), one message per packet. Either way one sendmmsg.
   sc.msgs.resize(m);
   sc.controls.resize(m);
   guint nmsg = 0;
-  for (guint i = 0; i < m;) {
+  for (guint i = first; i < m;) {
     guint run = 1;
     const size_t seg = sc.iovs[i].iov_len;
     if (gso_) {
@@ -289,12 +286,11 @@ guint DirectSender::send_socket(guint m) {
       continue;
     } else if (r < 0 && gso_ && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT) &&
                sc.runs[done] > 1) {
-      // No GSO here: never again for this viewer, and this batch plainly.
+      // No GSO here: never again for this viewer, and the rest of this
+      // batch one message per packet.
       GST_INFO("direct send: UDP GSO refused (%s), one message per packet", g_strerror(errno));
       gso_ = false;
-      guint first = 0;
-      for (guint k = 0; k < done; k++) first += sc.runs[k];
-      return sent + send_socket_plain(first, m);
+      return sent + send_socket(first + sent, m);
     } else {
       // EAGAIN (the socket buffer is full: a slow viewer) or an error:
       // what is left of this batch is dropped, like libnice would.
@@ -302,27 +298,6 @@ guint DirectSender::send_socket(guint m) {
         GST_LOG("direct send: sendmmsg: %s", g_strerror(errno));
       break;
     }
-  }
-  return sent;
-}
-
-guint DirectSender::send_socket_plain(guint first, guint m) {
-  Scratch &sc = scratch();
-  guint n = 0;
-  for (guint i = first; i < m; i++, n++) {
-    sc.msgs[n] = mmsghdr{};
-    sc.msgs[n].msg_hdr.msg_name = &peer_;
-    sc.msgs[n].msg_hdr.msg_namelen = peer_len_;
-    sc.msgs[n].msg_hdr.msg_iov = &sc.iovs[i];
-    sc.msgs[n].msg_hdr.msg_iovlen = 1;
-  }
-  guint sent = 0;
-  while (sent < n) {
-    int r = sendmmsg(fd_, sc.msgs.data() + sent, n - sent, MSG_DONTWAIT);
-    if (r > 0)
-      sent += guint(r);
-    else if (!(r < 0 && errno == EINTR))
-      break;
   }
   return sent;
 }

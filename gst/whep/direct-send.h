@@ -17,9 +17,10 @@
 // are answered by the viewer session from the fan-out's shared history
 // (Fanout::recent) through resend().
 //
-// Falls back (active() stays false, webrtcbin's own path is used) when the
-// selected ICE pair is not plain UDP (TURN relay, ICE-TCP), the SRTP profile
-// is not AES-CM-128 with HMAC-SHA1, or the keys cannot be read.
+// Sending: plain UDP pairs get sendmmsg on the pair's own socket (UDP GSO,
+// one train per frame); relayed (TURN) and ICE-TCP pairs go through libnice,
+// which frames them. Not activated (webrtcbin's own path is used) when the
+// SRTP profile is not AES-CM-128 with HMAC-SHA1 or the keys cannot be read.
 #pragma once
 
 #include <gst/gst.h>
@@ -51,16 +52,16 @@ class DirectSender {
   DirectSender &operator=(const DirectSender &) = delete;
 
   bool active() const { return !closed_.load(std::memory_order_acquire); }
-  // SRTP-protects the list's packets (payload type rewritten to `pt` unless
-  // pt < 0) and sends them in one sendmmsg. A full socket buffer drops and
-  // counts. Returns the number of packets sent.
   // A batch of RTP packets as plain bytes, read out of their GstBuffers
   // once for all the viewers one sender thread serves (not once a viewer).
   struct Plain {
     std::vector<guint8> bytes;
     std::vector<std::pair<size_t, size_t>> packets;  // offset, length
-    void assign(GstBuffer *const *buffers, guint n);
+    void assign(GstBufferList *list);
   };
+  // SRTP-protects the batch (payload type rewritten to `pt` unless pt < 0)
+  // and sends it in one sendmmsg. A full socket buffer drops and counts.
+  // Returns the number of packets sent.
   guint send(const Plain &batch, int pt);
   guint resend(GstBuffer *packet, int pt);
   // The packet of this batch of leg `leg` (index 0..3) that should also go
@@ -72,16 +73,14 @@ class DirectSender {
   // No more sends; the socket is released. Call before stopping webrtcbin.
   void close();
 
-  guint64 packets() const { return packets_.load(); }
   guint64 dropped() const { return dropped_.load(); }
   guint64 resent() const { return resent_.load(); }
 
  private:
   DirectSender() = default;
-  bool set_path(NiceCandidate *local, NiceCandidate *remote);
+  void set_path(NiceCandidate *local, NiceCandidate *remote);
   guint send_locked(const Plain &batch, int pt);
-  guint send_socket(guint m);
-  guint send_socket_plain(guint first, guint m);
+  guint send_socket(guint first, guint m);
   static void on_selected_pair(NiceAgent *agent, guint stream, guint component,
                                NiceCandidate *local, NiceCandidate *remote, gpointer data);
 
@@ -113,7 +112,7 @@ class DirectSender {
   std::vector<std::pair<gobj::Ref<GstPad>, gulong>> probes_;  // on srtpenc's RTP sink pads
   std::atomic<bool> closed_{false};
   std::atomic<gint64> last_keepalive_us_[4] = {};
-  std::atomic<guint64> packets_{0}, dropped_{0}, resent_{0};
+  std::atomic<guint64> dropped_{0}, resent_{0};
 };
 
 }  // namespace whipwhep

@@ -367,7 +367,6 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
   const gsize size = gst_buffer_list_calculate_size(list);
   // Read out of the buffers once for every direct viewer of this shard.
   static thread_local DirectSender::Plain plain;
-  static thread_local std::vector<GstBuffer *> plain_buffers;
   bool plain_ready = false;
   for (const auto &b : *l) {
     if (b->shard != shard || !b->ready.load(std::memory_order_acquire)) continue;
@@ -390,9 +389,7 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
     }
     if (direct) {
       if (!plain_ready) {
-        plain_buffers.resize(n);
-        for (guint i = 0; i < n; i++) plain_buffers[i] = gst_buffer_list_get(list, i);
-        plain.assign(plain_buffers.data(), n);
+        plain.assign(list);
         plain_ready = true;
       }
       const guint sent = b->direct->send(plain, rewrite ? b->pt : -1);

@@ -197,10 +197,6 @@ void ViewerSession::on_nack(guint32 media_ssrc, GstBuffer *fci) {
   // webrtcbin's rtprtxsend never sees the media on the direct path: NACKs
   // are answered here, from the fan-out's history, as plain retransmissions
   // on the media SSRC. FCI: (PID, BLP) pairs, RFC 4585 6.2.1.
-  {
-    std::lock_guard<std::mutex> g(legs_lock_);
-    if (!direct_) return;
-  }
   GstMapInfo map;
   if (!gst_buffer_map(fci, &map, GST_MAP_READ)) return;
   std::vector<guint16> lost;
@@ -312,7 +308,6 @@ GstStructure *ViewerSession::stats() {
       gst_structure_get_boolean(src, "internal", &internal);
       guint n = 0;
       if (internal && gst_structure_get_uint(src, "recv-nack-count", &n)) nacks += n;
-
       // The viewer's source carries its receiver report about our stream;
       // rb-round-trip is in 1/65536 s and 0 until an RR echoes our SR.
       if (!internal && gst_structure_get_uint(src, "rb-round-trip", &n) && n > 0)
