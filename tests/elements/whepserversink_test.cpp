@@ -306,21 +306,6 @@ std::string replace_all(std::string s, const std::string &from, const std::strin
   return s;
 }
 
-gobj::Ref<GstElement> find_by_factory(GstElement *bin, const char *factory) {
-  gobj::Ref<GstElement> found;
-  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(bin));
-  GValue item = G_VALUE_INIT;
-  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
-    auto *e = GST_ELEMENT(g_value_get_object(&item));
-    GstElementFactory *f = gst_element_get_factory(e);
-    if (f && g_str_equal(GST_OBJECT_NAME(f), factory)) found = gobj::ref(e);
-    g_value_reset(&item);
-  }
-  g_value_unset(&item);
-  gst_iterator_free(it);
-  return found;
-}
-
 gobj::Unique<GstStructure> viewer_stats(GstElement *sink, const std::string &session) {
   GstStructure *s = nullptr;
   g_signal_emit_by_name(sink, "get-viewer-stats", session.c_str(), &s);
@@ -456,7 +441,7 @@ void lossy_viewer_recovers(bool direct_send) {
     viewers.push_back(std::make_unique<Viewer>());
     ASSERT_FALSE(viewers.back()->join(src.sink.get()).empty());
   }
-  gobj::Ref<GstElement> nicesrc = find_by_factory(viewers[1]->webrtc.get(), "nicesrc");
+  gobj::Ref<GstElement> nicesrc = test::find_by_factory(viewers[1]->webrtc.get(), "nicesrc");
   ASSERT_TRUE(nicesrc);
   gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(nicesrc.get(), "src"));
   static std::atomic<guint> rtp_seen, dropped;
