@@ -94,6 +94,16 @@ GObject *bundled_rtp_session(GstElement *webrtcbin) {
   return session;
 }
 
+void nack_only_gaps(GstElement *webrtcbin) {
+  gobj::Ref<GstElement> rtpbin = gobj::adopt(gst_bin_get_by_name(GST_BIN(webrtcbin), "rtpbin"));
+  if (!rtpbin) return;
+  g_signal_connect(rtpbin.get(), "new-jitterbuffer",
+                   G_CALLBACK(+[](GstElement *, GstElement *jitterbuffer, guint, guint, gpointer) {
+                     g_object_set(jitterbuffer, "rtx-next-seqnum", FALSE, nullptr);
+                   }),
+                   nullptr);
+}
+
 std::string local_description_text(GstElement *webrtcbin) {
   GstWebRTCSessionDescription *desc = nullptr;
   g_object_get(webrtcbin, "local-description", &desc, nullptr);

@@ -46,6 +46,15 @@ std::string local_description_text(GstElement *webrtcbin);
 // tells that the peer is alive; its "stats" carry RTT and feedback counts.
 GObject *bundled_rtp_session(GstElement *webrtcbin);
 
+// Makes every receive jitterbuffer webrtcbin creates NACK only real gaps:
+// rtpjitterbuffer's default rtx-next-seqnum=TRUE also times the packet that
+// has not come yet, so when the sender pauses (a stalled upstream, a
+// starved publisher) it NACKs and then declares lost packets that were
+// never sent, and drops them as late when they come: a 300-500 ms freeze
+// after every pause, and a broken frame. A real loss is still NACKed when
+// the next packet shows the gap. Call once, right after creating webrtcbin.
+void nack_only_gaps(GstElement *webrtcbin);
+
 // Parse SDP text; nullptr + reason on failure.
 GstSDPMessage *parse_sdp(const std::string &text, std::string *error);
 

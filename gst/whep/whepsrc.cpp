@@ -20,6 +20,7 @@
 #include "elements.h"
 #include "gobj.h"
 #include "ice.h"
+#include "webrtc-negotiation.h"
 
 GST_DEBUG_CATEGORY_STATIC(whepsrc_debug);
 #define GST_CAT_DEFAULT whepsrc_debug
@@ -154,6 +155,7 @@ bool Impl::start() {
   // Low receive latency: the jitterbuffer only waits this long for a
   // retransmission, never adds it to in-order packets.
   g_object_set(w, "latency", s.latency, nullptr);
+  whipwhep::nack_only_gaps(w);
   whipwhep::ClientConfig cfg;
   cfg.protocol = "WHEP";
   cfg.endpoint = s.endpoint;

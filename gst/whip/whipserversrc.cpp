@@ -335,6 +335,7 @@ std::shared_ptr<Session> Impl::create_session(const Settings &s, std::vector<Mli
   GstElement *wb = session->webrtcbin.get();
   g_object_set(wb, "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency", s.latency,
                nullptr);
+  nack_only_gaps(wb);
   IceSettings ice;
   ice.local_addresses = split_list(s.ice_addresses);
   ice.stun_server = s.stun_server;
