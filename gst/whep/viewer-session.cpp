@@ -36,6 +36,19 @@ std::shared_ptr<ViewerSession> ViewerSession::create(const std::string &id, guin
   g_object_set(v->webrtcbin_.get(), "bundle-policy", GST_WEBRTC_BUNDLE_POLICY_MAX_BUNDLE, "latency",
                latency_ms, nullptr);
   configure_ice(v->webrtcbin_.get(), ice);
+  // webrtcbin (1.20+) puts a clocksync with sync=TRUE in front of each
+  // sink pad, so a push into it waits for the buffer's running time plus
+  // the pipeline latency. Our fan-out pushes into every viewer's webrtcbin
+  // from sender threads that serve many viewers (media on the webrtcbin
+  // path, keepalives on the direct path): one such wait, measured at
+  // 30-200 ms under load, stalled all the others on that thread. The
+  // relay forwards live media as it arrives; pacing is upstream's job.
+  v->connect(v->webrtcbin_.get(), "element-added",
+             G_CALLBACK(+[](GstBin *, GstElement *element, gpointer) {
+               GstElementFactory *f = gst_element_get_factory(element);
+               if (f && g_str_equal(GST_OBJECT_NAME(f), "clocksync"))
+                 g_object_set(element, "sync", FALSE, nullptr);
+             }));
   v->connect(v->webrtcbin_.get(), "notify::ice-connection-state",
              G_CALLBACK(+[](GstElement *, GParamSpec *, gpointer data) {
                static_cast<ViewerSession *>(data)->on_ice_state();
