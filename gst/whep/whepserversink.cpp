@@ -6,6 +6,9 @@
 // aggregate-mode=zero-latency / rtpopuspay, mtu 1200) and handed to a Fanout
 // (fanout.h) that feeds every viewer's sendonly webrtcbin without a tee, a
 // queue or a thread per viewer.
+// Timing: media goes out as it arrives, never waiting on the clock (one
+// wait would hold every viewer of a sender thread): feed live media, or put
+// `clocksync` in front of a non-live source (a file) to pace it.
 // Files: this one is the element (GObject glue, properties, pads, request
 // routing, the viewer map and watchdog tick); input-payloader.h chooses the
 // payloader; viewer-session.h is one viewer (webrtcbin, answer, connection
