@@ -104,6 +104,21 @@ void nack_only_gaps(GstElement *webrtcbin) {
                    nullptr);
 }
 
+gobj::Ref<GstElement> find_in_webrtcbin(GstElement *webrtcbin, const char *factory) {
+  gobj::Ref<GstElement> found;
+  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(webrtcbin));
+  GValue item = G_VALUE_INIT;
+  while (!found && gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    auto *e = GST_ELEMENT(g_value_get_object(&item));
+    GstElementFactory *f = gst_element_get_factory(e);
+    if (f && g_str_equal(GST_OBJECT_NAME(f), factory)) found = gobj::ref(e);
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  return found;
+}
+
 std::string local_description_text(GstElement *webrtcbin) {
   GstWebRTCSessionDescription *desc = nullptr;
   g_object_get(webrtcbin, "local-description", &desc, nullptr);

@@ -12,6 +12,8 @@
 #include <functional>
 #include <string>
 
+#include "gobj.h"
+
 namespace whipwhep {
 
 // ok = true: `text` is the SDP; ok = false: `text` says what failed.
@@ -54,6 +56,10 @@ GObject *bundled_rtp_session(GstElement *webrtcbin);
 // after every pause, and a broken frame. A real loss is still NACKed when
 // the next packet shows the gap. Call once, right after creating webrtcbin.
 void nack_only_gaps(GstElement *webrtcbin);
+
+// The first element made by `factory` inside webrtcbin, at any depth
+// (srtpenc, dtlsenc, ...); null if none.
+gobj::Ref<GstElement> find_in_webrtcbin(GstElement *webrtcbin, const char *factory);
 
 // Parse SDP text; nullptr + reason on failure.
 GstSDPMessage *parse_sdp(const std::string &text, std::string *error);

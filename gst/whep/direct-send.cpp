@@ -9,6 +9,8 @@
 
 #include <algorithm>
 
+#include "webrtc-negotiation.h"
+
 GST_DEBUG_CATEGORY_EXTERN(whepserversink_debug);
 #define GST_CAT_DEFAULT whepserversink_debug
 
@@ -20,25 +22,10 @@ namespace {
 constexpr gint kCipherAes128Icm = 1;
 constexpr gint kAuthHmacSha1_32 = 1, kAuthHmacSha1_80 = 2;
 
-gobj::Ref<GstElement> find_srtpenc(GstElement *webrtcbin) {
-  gobj::Ref<GstElement> found;
-  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(webrtcbin));
-  GValue item = G_VALUE_INIT;
-  while (!found && gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
-    auto *e = GST_ELEMENT(g_value_get_object(&item));
-    GstElementFactory *f = gst_element_get_factory(e);
-    if (f && g_str_equal(GST_OBJECT_NAME(f), "srtpenc")) found = gobj::ref(e);
-    g_value_reset(&item);
-  }
-  g_value_unset(&item);
-  gst_iterator_free(it);
-  return found;
-}
-
 }  // namespace
 
 std::shared_ptr<DirectSender> DirectSender::activate(GstElement *webrtcbin, std::string *why) {
-  gobj::Ref<GstElement> srtpenc = find_srtpenc(webrtcbin);
+  gobj::Ref<GstElement> srtpenc = find_in_webrtcbin(webrtcbin, "srtpenc");
   if (!srtpenc) return *why = "no srtpenc in webrtcbin", nullptr;
   gobj::Ref<GstBuffer> key;
   gint cipher = -1, auth = -1;
