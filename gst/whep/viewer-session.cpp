@@ -150,6 +150,24 @@ void ViewerSession::watch_transport() {
   if (st == GST_WEBRTC_DTLS_TRANSPORT_STATE_CONNECTED) on_connected();
 }
 
+void ViewerSession::park_handshake_sender() {
+  // SRTCP from the viewer means its DTLS handshake is complete too (it has
+  // the keys), so it will not ask for a retransmitted flight: dtlsenc's
+  // send task has nothing left to do. Its thread goes back to the pool
+  // (one thread fewer per viewer); SRTP and SRTCP never pass through it.
+  // Off this streaming thread: stopping the task joins it.
+  gst_element_call_async(
+      webrtcbin_.get(),
+      [](GstElement *webrtcbin, gpointer) {
+        gobj::Ref<GstElement> dtlsenc = find_in_webrtcbin(webrtcbin, "dtlsenc");
+        if (!dtlsenc) return;
+        gobj::Ref<GstPad> src = gobj::adopt(gst_element_get_static_pad(dtlsenc.get(), "src"));
+        if (src && gst_pad_set_active(src.get(), FALSE))
+          GST_DEBUG_OBJECT(webrtcbin, "DTLS send task stopped");
+      },
+      nullptr, nullptr);
+}
+
 void ViewerSession::on_connected() {
   if (connected_.exchange(true)) return;
   last_rtcp_us_ = g_get_monotonic_time();
@@ -161,7 +179,9 @@ void ViewerSession::on_connected() {
     if (session) {
       connect(session, "on-receiving-rtcp",
               G_CALLBACK(+[](GObject *, GstBuffer *, gpointer data) {
-                static_cast<ViewerSession *>(data)->last_rtcp_us_ = g_get_monotonic_time();
+                auto *self = static_cast<ViewerSession *>(data);
+                self->last_rtcp_us_ = g_get_monotonic_time();
+                if (!self->handshake_sender_parked_.exchange(true)) self->park_handshake_sender();
               }));
       // PLI/FIR are counted here (rtpsession's own counters miss them);
       // NACKs are answered here on the direct path (on_nack).

@@ -79,6 +79,7 @@ class ViewerSession {
   void disconnect_all();
   void on_ice_state();
   void on_connected();
+  void park_handshake_sender();
   std::shared_ptr<DirectSender> start_direct_send();
   void on_nack(guint32 media_ssrc, GstBuffer *fci);
 
@@ -93,7 +94,7 @@ class ViewerSession {
   gobj::Ref<GObject> rtp_session_;  // webrtcbin's RTPSession (RTCP counters), under handlers_lock_
   bool direct_wanted_ = true;
   std::shared_ptr<DirectSender> direct_;  // under legs_lock_; set in on_connected
-  std::atomic<bool> connected_{false}, failed_{false};
+  std::atomic<bool> connected_{false}, failed_{false}, handshake_sender_parked_{false};
   std::atomic<guint> plis_{0};  // PLI and FIR received
   const gint64 created_us_ = g_get_monotonic_time();
   std::atomic<gint64> last_rtcp_us_{0}, disconnected_since_us_{0};

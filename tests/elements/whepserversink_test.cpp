@@ -13,6 +13,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <utility>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -562,6 +563,47 @@ TEST(WhepServerSink, DirectSendThroughLibniceDecodes) {
     gst_structure_get_boolean(st.get(), "direct-send", &direct);
     EXPECT_TRUE(direct);
   }
+}
+
+// Once a viewer's SRTCP arrives its DTLS handshake is over, and the relay
+// stops dtlsenc's send task (one thread fewer per viewer); media and RTCP
+// do not pass through it, so the viewers keep decoding.
+TEST(WhepServerSink, DtlsSendTaskStopsOnceTheViewerSendsRtcp) {
+  Source src;
+  ASSERT_TRUE(src.play_and_wait_caps());
+  std::vector<std::unique_ptr<Viewer>> viewers;
+  for (int i = 0; i < 2; i++) {
+    viewers.push_back(std::make_unique<Viewer>());
+    ASSERT_FALSE(viewers.back()->join(src.sink.get()).empty());
+  }
+  ASSERT_TRUE(all_decode(viewers, 10, 10, 30000));
+  // Every dtlsenc of the relay's viewers (one per viewer: max-bundle).
+  auto active_senders = [&] {
+    guint found = 0, active = 0;
+    GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(src.sink.get()), "dtlsenc");
+    GValue item = G_VALUE_INIT;
+    while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+      found++;
+      gobj::Ref<GstPad> pad =
+          gobj::adopt(gst_element_get_static_pad(GST_ELEMENT(g_value_get_object(&item)), "src"));
+      if (gst_pad_is_active(pad.get())) active++;
+      g_value_reset(&item);
+    }
+    g_value_unset(&item);
+    gst_iterator_free(it);
+    return std::make_pair(found, active);
+  };
+  EXPECT_EQ(active_senders().first, 2u);
+  // The viewers' first RTCP comes within a second or so (RTCP interval).
+  EXPECT_TRUE(test::wait_for([&] { return active_senders().second == 0; }, 10000))
+      << active_senders().second << " of " << active_senders().first << " still active";
+  const guint64 v0 = viewers[0]->video.n(), v1 = viewers[1]->video.n();
+  EXPECT_TRUE(test::wait_for(
+      [&] { return viewers[0]->video.n() >= v0 + 30 && viewers[1]->video.n() >= v1 + 30; }, 15000))
+      << "viewers stopped decoding after the DTLS send task stopped";
+  // Teardown still works with the task stopped.
+  for (auto &v : viewers) EXPECT_EQ(request(src.sink.get(), "DELETE", v->session, "").status, 200u);
+  EXPECT_TRUE(test::wait_for([&] { return src.webrtcbins() == 0; }, 20000));
 }
 
 TEST(WhepServerSink, BadRequestsGetTheirStatusAndServiceContinues) {
