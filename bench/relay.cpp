@@ -16,7 +16,8 @@
 // With the direct send path (--mode=ours) the media no longer crosses the
 // viewer's rtpbin; only its keepalive packets do, each the last packet of a
 // frame, pushed right after that frame's batch went to the socket: the
-// "out" time is then sampled every 200 ms per viewer instead of every frame.
+// "out" time is then sampled once a second per viewer (DirectSender::
+// kKeepaliveUs) instead of every frame: n in the result says how many.
 // Prints "ready pid=..." once listening; on SIGTERM prints
 // "relay-latency n=.. p50=.. p95=.. p99=.." and exits.
 #include <glib-unix.h>

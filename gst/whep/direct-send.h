@@ -42,7 +42,11 @@ namespace whipwhep {
 
 class DirectSender {
  public:
-  static constexpr gint64 kKeepaliveUs = 200 * 1000, kKeepaliveMaxUs = 1000 * 1000;
+  // rtpsession keeps a source a sender for two RTCP intervals (>= 5 s)
+  // after its last packet, and an SR only needs one real packet to map RTP
+  // time to NTP time. Each keepalive crosses the viewer's webrtcbin: at
+  // 200 ms they were 15 % of the relay's CPU per viewer (bench/RESULTS.md).
+  static constexpr gint64 kKeepaliveUs = 1000 * 1000, kKeepaliveMaxUs = 2000 * 1000;
 
   // Switches the viewer's media onto the direct path if its webrtcbin (DTLS
   // connected) allows it; nullptr and a reason otherwise.
