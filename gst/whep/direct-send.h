@@ -44,8 +44,9 @@ class DirectSender {
  public:
   // rtpsession keeps a source a sender for two RTCP intervals (>= 5 s)
   // after its last packet, and an SR only needs one real packet to map RTP
-  // time to NTP time. Each keepalive crosses the viewer's webrtcbin: at
-  // 200 ms they were 15 % of the relay's CPU per viewer (bench/RESULTS.md).
+  // time to NTP time. Each keepalive crosses the viewer's webrtcbin; 1 s
+  // instead of 200 ms saved ~3 % of the relay's CPU per viewer in an
+  // interleaved A/B (3 of 3 pairs lower; bench/RESULTS.md).
   static constexpr gint64 kKeepaliveUs = 1000 * 1000, kKeepaliveMaxUs = 2000 * 1000;
 
   // Switches the viewer's media onto the direct path if its webrtcbin (DTLS
