@@ -140,15 +140,11 @@ gint64 BufferCounter::last_time() const {
 }
 
 gobj::Ref<GstElement> find_by_factory(GstElement *bin, const char *factory) {
-  gobj::Ref<GstElement> found;
-  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(bin));
+  // GStreamer's own recursive lookup; the first match.
+  GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(bin), factory);
   GValue item = G_VALUE_INIT;
-  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
-    auto *e = GST_ELEMENT(g_value_get_object(&item));
-    GstElementFactory *f = gst_element_get_factory(e);
-    if (f && g_str_equal(GST_OBJECT_NAME(f), factory)) found = gobj::ref(e);
-    g_value_reset(&item);
-  }
+  gobj::Ref<GstElement> found;
+  if (gst_iterator_next(it, &item) == GST_ITERATOR_OK) found = gobj::ref(GST_ELEMENT(g_value_get_object(&item)));
   g_value_unset(&item);
   gst_iterator_free(it);
   return found;

@@ -44,7 +44,7 @@ class BusWatcher {
   bool eos_ = false;
 };
 
-// The last element made by `factory` inside `bin`, at any depth (null if
+// The first element made by `factory` inside `bin`, at any depth (null if
 // none).
 gobj::Ref<GstElement> find_by_factory(GstElement *bin, const char *factory);
 

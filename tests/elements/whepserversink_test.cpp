@@ -268,6 +268,20 @@ class Viewer {
   gint64 answered_at = 0;
 };
 
+// n viewers joined to `sink`; empty (and a test failure) if one could not.
+std::vector<std::unique_ptr<Viewer>> join_viewers(GstElement *sink, int n,
+                                                  const Viewer::Options &o = Viewer::Options()) {
+  std::vector<std::unique_ptr<Viewer>> vs;
+  for (int i = 0; i < n; i++) {
+    vs.push_back(std::make_unique<Viewer>(o));
+    if (vs.back()->join(sink).empty()) {
+      ADD_FAILURE() << "viewer " << i << " could not join";
+      return {};
+    }
+  }
+  return vs;
+}
+
 bool all_decode(std::vector<std::unique_ptr<Viewer>> &vs, guint64 video, guint64 audio,
                 guint timeout_ms) {
   return test::wait_for(
@@ -286,11 +300,8 @@ TEST(WhepServerSink, FactoryIsOurs) { EXPECT_TRUE(test::factory_is_ours("whepser
 TEST(WhepServerSink, ServesTenViewersWithVideoAndAudio) {
   Source src;
   ASSERT_TRUE(src.play_and_wait_caps());
-  std::vector<std::unique_ptr<Viewer>> viewers;
-  for (int i = 0; i < 10; i++) {
-    viewers.push_back(std::make_unique<Viewer>());
-    ASSERT_FALSE(viewers.back()->join(src.sink.get()).empty());
-  }
+  auto viewers = join_viewers(src.sink.get(), 10);
+  ASSERT_EQ(viewers.size(), 10u);
   EXPECT_EQ(src.viewer_count(), 10u);
   EXPECT_TRUE(all_decode(viewers, 30, 50, 30000));
   for (size_t i = 0; i < viewers.size(); i++) {
@@ -437,11 +448,8 @@ TEST(WhepServerSink, StatsQueriedDuringChurnAreConsistent) {
 void lossy_viewer_recovers(bool direct_send) {
   Source src(30, true, 30, direct_send ? "direct-send=true" : "direct-send=false");
   ASSERT_TRUE(src.play_and_wait_caps());
-  std::vector<std::unique_ptr<Viewer>> viewers;
-  for (int i = 0; i < 2; i++) {
-    viewers.push_back(std::make_unique<Viewer>());
-    ASSERT_FALSE(viewers.back()->join(src.sink.get()).empty());
-  }
+  auto viewers = join_viewers(src.sink.get(), 2);
+  ASSERT_EQ(viewers.size(), 2u);
   gobj::Ref<GstElement> nicesrc = test::find_by_factory(viewers[1]->webrtc.get(), "nicesrc");
   ASSERT_TRUE(nicesrc);
   gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(nicesrc.get(), "src"));
@@ -550,11 +558,8 @@ TEST(WhepServerSink, DirectSendThroughLibniceDecodes) {
   } unset;
   Source src;
   ASSERT_TRUE(src.play_and_wait_caps());
-  std::vector<std::unique_ptr<Viewer>> viewers;
-  for (int i = 0; i < 2; i++) {
-    viewers.push_back(std::make_unique<Viewer>());
-    ASSERT_FALSE(viewers.back()->join(src.sink.get()).empty());
-  }
+  auto viewers = join_viewers(src.sink.get(), 2);
+  ASSERT_EQ(viewers.size(), 2u);
   EXPECT_TRUE(all_decode(viewers, 30, 50, 30000));
   for (auto &v : viewers) {
     auto st = viewer_stats(src.sink.get(), v->session);
@@ -571,11 +576,8 @@ TEST(WhepServerSink, DirectSendThroughLibniceDecodes) {
 TEST(WhepServerSink, DtlsSendTaskStopsOnceTheViewerSendsRtcp) {
   Source src;
   ASSERT_TRUE(src.play_and_wait_caps());
-  std::vector<std::unique_ptr<Viewer>> viewers;
-  for (int i = 0; i < 2; i++) {
-    viewers.push_back(std::make_unique<Viewer>());
-    ASSERT_FALSE(viewers.back()->join(src.sink.get()).empty());
-  }
+  auto viewers = join_viewers(src.sink.get(), 2);
+  ASSERT_EQ(viewers.size(), 2u);
   ASSERT_TRUE(all_decode(viewers, 10, 10, 30000));
   // Every dtlsenc of the relay's viewers (one per viewer: max-bundle).
   auto active_senders = [&] {
@@ -808,13 +810,10 @@ TEST(WhepServerSink, VanishedViewerIsRemovedWithoutDelete) {
 TEST(WhepServerSink, ThreadsPerViewerAreMeasured) {
   Source src(30, false, 15);
   ASSERT_TRUE(src.play_and_wait_caps(false));
-  std::vector<std::unique_ptr<Viewer>> viewers;
   Viewer::Options o;
   o.audio = false;
-  for (int i = 0; i < 20; i++) {
-    viewers.push_back(std::make_unique<Viewer>(o));
-    ASSERT_FALSE(viewers.back()->join(src.sink.get()).empty());
-  }
+  auto viewers = join_viewers(src.sink.get(), 20, o);
+  ASSERT_EQ(viewers.size(), 20u);
   ASSERT_TRUE(all_decode(viewers, 10, 0, 30000));
   const guint with = thread_count();
   for (auto &v : viewers) request(src.sink.get(), "DELETE", v->session, "");
@@ -875,11 +874,8 @@ TEST(WhepServerSink, RelaysWhipserversrcToThreeViewers) {
   ASSERT_TRUE(test::wait_for([&] { return has_caps("video_0") && has_caps("audio_0"); }, 15000))
       << relay_bus.error_text();
 
-  std::vector<std::unique_ptr<Viewer>> viewers;
-  for (int i = 0; i < 3; i++) {
-    viewers.push_back(std::make_unique<Viewer>());
-    ASSERT_FALSE(viewers.back()->join(out).empty());
-  }
+  auto viewers = join_viewers(out, 3);
+  ASSERT_EQ(viewers.size(), 3u);
   EXPECT_TRUE(all_decode(viewers, 30, 50, 20000));
   for (auto &v : viewers) {
     EXPECT_GE(v->video.n(), 30u);
