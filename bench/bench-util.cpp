@@ -91,6 +91,7 @@ guint free_port() {
 }
 
 Child::Child(const std::vector<std::string> &argv) {
+  for (const auto &a : argv) name_ += (name_.empty() ? "" : " ") + a;
   int out[2], in[2];
   if (pipe(out) != 0) return;
   if (pipe(in) != 0) {
@@ -180,6 +181,7 @@ std::vector<std::string> Child::stop(double timeout_s) {
   int status = 0;
   while (now_ms() < deadline) {
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      report_exit(status);
       pid_ = -1;
       return lines;
     }
@@ -189,6 +191,13 @@ std::vector<std::string> Child::stop(double timeout_s) {
   waitpid(pid_, &status, 0);
   pid_ = -1;
   return lines;
+}
+
+void Child::report_exit(int status) const {
+  // SIGTERM is how stop() ends it; anything else is the child's own death.
+  if (WIFSIGNALED(status) && WTERMSIG(status) != SIGTERM)
+    fprintf(stderr, "bench: child pid %d died of signal %d (%s): %s\n", int(pid_), WTERMSIG(status),
+            strsignal(WTERMSIG(status)), name_.c_str());
 }
 
 std::string machine_description() {

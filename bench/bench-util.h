@@ -43,10 +43,14 @@ class Child {
   std::string wait_line(const std::string &prefix, double timeout_s);
   void write_line(const std::string &line);
   // SIGTERM and collect every line printed until exit (bounded by timeout_s).
+  // A child that dies of a signal of its own (a crash) is reported on
+  // stderr by name and pid: the figures before it may still be printed.
   std::vector<std::string> stop(double timeout_s = 10);
 
  private:
   bool read_line(std::string *line, double timeout_s);
+  void report_exit(int status) const;
+  std::string name_;
   pid_t pid_ = -1;
   int out_fd_ = -1, in_fd_ = -1;
   std::string buf_;

@@ -55,7 +55,14 @@ describe('GStreamer elements and the browser', { skip: skipReason || false }, ()
   it('whipsink publishes, the watch page decodes video and receives audio',
     async () => {
       const input = await server.api('POST', '', { meta: { name: 'from whipsink' } });
+      // -e, as examples/launch/publish.sh: on SIGINT the sources send EOS,
+      // whipsink DELETEs its session and posts EOS, then gst-launch exits.
+      // (Without it gst-launch goes straight to NULL with buffers in flight;
+      // once in CI that made videotestsrc post "streaming stopped, reason
+      // error (-5)" and gst-launch exit 1. Open: which element returned the
+      // error.)
       const gst = launch([
+        '-e',
         'whipsink', 'name=s', `whip-endpoint=${input.webRTC.url}`, 'ice-addresses=127.0.0.1',
         'videotestsrc', 'is-live=true', 'pattern=ball', '!',
         'video/x-raw,width=320,height=240,framerate=15/1', '!',
