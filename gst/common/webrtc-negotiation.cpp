@@ -85,9 +85,17 @@ GstSDPMessage *parse_sdp(const std::string &text, std::string *error) {
   return msg;
 }
 
-GObject *bundled_rtp_session(GstElement *webrtcbin) {
+namespace {
+
+gobj::Ref<GstElement> rtpbin_of(GstElement *webrtcbin) {
   // webrtcbin names its rtpbin "rtpbin" (webrtcbin.c, _create_rtpbin).
-  gobj::Ref<GstElement> rtpbin = gobj::adopt(gst_bin_get_by_name(GST_BIN(webrtcbin), "rtpbin"));
+  return gobj::adopt(gst_bin_get_by_name(GST_BIN(webrtcbin), "rtpbin"));
+}
+
+}  // namespace
+
+GObject *bundled_rtp_session(GstElement *webrtcbin) {
+  gobj::Ref<GstElement> rtpbin = rtpbin_of(webrtcbin);
   if (!rtpbin) return nullptr;
   GObject *session = nullptr;
   g_signal_emit_by_name(rtpbin.get(), "get-internal-session", 0u, &session);
@@ -95,7 +103,7 @@ GObject *bundled_rtp_session(GstElement *webrtcbin) {
 }
 
 void nack_only_gaps(GstElement *webrtcbin) {
-  gobj::Ref<GstElement> rtpbin = gobj::adopt(gst_bin_get_by_name(GST_BIN(webrtcbin), "rtpbin"));
+  gobj::Ref<GstElement> rtpbin = rtpbin_of(webrtcbin);
   if (!rtpbin) return;
   g_signal_connect(rtpbin.get(), "new-jitterbuffer",
                    G_CALLBACK(+[](GstElement *, GstElement *jitterbuffer, guint, guint, gpointer) {

@@ -381,10 +381,11 @@ struct Viewer {
     return gobj::str_or(url);
   }
   std::string errors() const { return bus->has_error() ? bus->error_text() : ""; }
-  // Video packets as they arrive from the network (whepsrc's nicesrc),
-  // before its jitterbuffer: tells a stall in delivery from one in the
-  // receiver. Call once ICE is up.
-  bool watch_arrivals() {
+  // Clocks on the receive path: video packets as they arrive from the
+  // network (whepsrc's nicesrc) and as they leave its jitterbuffer (the
+  // depayloader's sink pad), which tells a stall in delivery from one in
+  // the receiver. Call once ICE is up.
+  bool watch_receive_path() {
     gobj::Ref<GstElement> nicesrc = test::find_by_factory(pipeline.get(), "nicesrc");
     if (!nicesrc) return false;
     gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(nicesrc.get(), "src"));
@@ -432,8 +433,8 @@ struct Viewer {
     gst_iterator_free(it);
     return out;
   }
-  FrameClock jitterbuffered;  // video RTP leaving its jitterbuffer (watch_arrivals)
-  HoldClock hold;             // between the two (watch_arrivals)
+  FrameClock jitterbuffered;  // video RTP leaving its jitterbuffer (watch_receive_path)
+  HoldClock hold;             // arrivals, and each packet's wait before the depayloader
 
  private:
   static void on_pad(GstElement *, GstPad *pad, gpointer data) {
@@ -650,7 +651,8 @@ TEST(WhipToWhep, LateJoinWithin500msWithJitteryPublisherAudio) {
 // Viewers join and leave every few hundred ms while a steady viewer plays;
 // its largest gap in video is bounded whatever the cause, and so is what
 // the relay's fan-out adds to a gap that already arrives at its input.
-void churn() {
+TEST(WhipToWhep, ChurnOfWhepsrcViewersDoesNotStallOthers) {
+  if (!have_our_elements()) FAIL() << "the four elements are not all built";
   Relay relay;
   std::unique_ptr<Launch> pub;
   start_chain(relay, pub, raw_publisher(relay.whip_url(), "vp8", 320, 240, 30));
@@ -660,7 +662,7 @@ void churn() {
   ASSERT_TRUE(test::wait_for([&] { return steady.video.count() >= 30 || steady.bus->has_error(); }, 15000))
       << steady.errors();
 
-  ASSERT_TRUE(steady.watch_arrivals());
+  ASSERT_TRUE(steady.watch_receive_path());
   steady.video.reset_gap();
   steady.audio.reset_gap();
   steady.jitterbuffered.reset_gap();
@@ -761,11 +763,6 @@ void churn() {
   const guint64 min_frames = churn_us / 1000 / 33 / (g_getenv("WHIPWHEP_SANITIZER") ? 4 : 2);
   EXPECT_GE(frames, min_frames) << "steady viewer lost frames during the churn";
   EXPECT_FALSE(relay.bus->has_error()) << relay.bus->error_text();
-}
-
-TEST(WhipToWhep, ChurnOfWhepsrcViewersDoesNotStallOthers) {
-  if (!have_our_elements()) FAIL() << "the four elements are not all built";
-  churn();
 }
 
 TEST(WhipToWhep, WhipsinkPublisherRestartResumesViewers) {
