@@ -34,6 +34,7 @@
 
 #include "bench-util.h"
 #include "gobj.h"
+#include "gslice-malloc.h"
 #include "http-listener.h"
 #include "http-types.h"
 #include "ice.h"
@@ -286,6 +287,8 @@ gboolean on_term(gpointer loop) {
 }  // namespace
 
 int main(int argc, char **argv) {
+  // As whipwhep-server does (gslice-malloc.h), so the figures are the server's.
+  whipwhep::reexec_with_gslice_on_malloc(argv);
   gst_init(&argc, &argv);
   Relay r;
   int max_seconds = 900;

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/gslice-malloc.h"
 #include "common/http-types.h"
 #include "common/ice.h"
 #include "config.h"
@@ -94,6 +95,7 @@ void print_ready(const server::Config &config, const std::string &bound_url,
 }  // namespace
 
 int main(int argc, char **argv) {
+  whipwhep::reexec_with_gslice_on_malloc(argv);  // before any thread: see gslice-malloc.h
   Options opt;
   const GOptionEntry entries[] = {
       {"config", 0, 0, G_OPTION_ARG_FILENAME, &opt.config,

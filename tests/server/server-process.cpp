@@ -89,8 +89,12 @@ bool ServerProcess::start(const std::vector<std::string> &args,
   // the caller's environment unless the test gives one.
   g_subprocess_launcher_setenv(launcher, "WHIPWHEP_ICE_ADDRESSES", "127.0.0.1", TRUE);
   g_subprocess_launcher_unsetenv(launcher, "WHIPWHEP_API_TOKEN");
-  for (const auto &kv : env)
-    g_subprocess_launcher_setenv(launcher, kv.first.c_str(), kv.second.c_str(), TRUE);
+  for (const auto &kv : env) {
+    if (kv.second.empty())
+      g_subprocess_launcher_unsetenv(launcher, kv.first.c_str());
+    else
+      g_subprocess_launcher_setenv(launcher, kv.first.c_str(), kv.second.c_str(), TRUE);
+  }
   // For profiling the server alone (e.g. heaptrack's preload library):
   // WHIPWHEP_TEST_SERVER_ENV_X=v sets X=v for the server, not for the test.
   {

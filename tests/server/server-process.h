@@ -38,7 +38,8 @@ class ServerProcess {
   ServerProcess(const ServerProcess &) = delete;
   ServerProcess &operator=(const ServerProcess &) = delete;
 
-  // Starts the binary with --listen 127.0.0.1:0 --data-dir <dir> and `args`,
+  // Starts the binary with --listen 127.0.0.1:0 --data-dir <dir> and `args`
+  // (`env` adds to the test's environment; an empty value unsets the name),
   // and waits (bounded) for its ready line. False if it exited or timed out.
   bool start(const std::vector<std::string> &args = {},
              const std::map<std::string, std::string> &env = {}, guint timeout_ms = 15000);
