@@ -1,8 +1,11 @@
 #include "srtp-protect.h"
 
-#include <openssl/core_names.h>
+// SHA1_Init/Update/Final: deprecated in OpenSSL 3 for general use, kept for
+// exactly this (a hash state that can be copied as a plain struct).
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
+#include <openssl/sha.h>
 
 #include <cstring>
 
@@ -37,10 +40,39 @@ size_t rtp_header_length(const guint8 *p, size_t len) {
 
 }  // namespace
 
-SrtpProtector::~SrtpProtector() {
-  EVP_CIPHER_CTX_free(cipher_);
-  EVP_MAC_CTX_free(mac_);
-}
+// HMAC (RFC 2104) with the key's inner and outer pad blocks hashed once:
+// each tag then starts from a copy of those two states.
+struct SrtpProtector::HmacSha1 {
+  SHA_CTX inner, outer;
+
+  explicit HmacSha1(const guint8 key[20]) {
+    guint8 pad[SHA_CBLOCK];
+    for (guint8 fill : {guint8(0x36), guint8(0x5c)}) {
+      memset(pad, fill, sizeof pad);
+      for (int i = 0; i < 20; i++) pad[i] ^= key[i];
+      SHA_CTX &c = fill == 0x36 ? inner : outer;
+      SHA1_Init(&c);
+      SHA1_Update(&c, pad, sizeof pad);
+    }
+    OPENSSL_cleanse(pad, sizeof pad);
+  }
+  ~HmacSha1() { OPENSSL_cleanse(this, sizeof *this); }
+
+  void tag(const guint8 *a, size_t a_len, const guint8 *b, size_t b_len,
+           guint8 out[SHA_DIGEST_LENGTH]) const {
+    SHA_CTX c = inner;
+    guint8 inner_hash[SHA_DIGEST_LENGTH];
+    SHA1_Update(&c, a, a_len);
+    SHA1_Update(&c, b, b_len);
+    SHA1_Final(inner_hash, &c);
+    c = outer;
+    SHA1_Update(&c, inner_hash, sizeof inner_hash);
+    SHA1_Final(out, &c);
+  }
+};
+
+SrtpProtector::SrtpProtector() = default;
+SrtpProtector::~SrtpProtector() { EVP_CIPHER_CTX_free(cipher_); }
 
 bool SrtpProtector::init(const guint8 *master, size_t master_len, size_t tag_len) {
   if (master_len != 30 || (tag_len != 10 && tag_len != 4)) return false;
@@ -51,27 +83,18 @@ bool SrtpProtector::init(const guint8 *master, size_t master_len, size_t tag_len
       !derive(mkey, msalt, 0x02, salt_, sizeof salt_))
     return false;
   EVP_CIPHER_CTX *cipher = EVP_CIPHER_CTX_new();
-  EVP_MAC *hmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  EVP_MAC_CTX *mac = hmac ? EVP_MAC_CTX_new(hmac) : nullptr;
-  EVP_MAC_free(hmac);  // the context keeps its own reference
-  char digest[] = "SHA1";
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                         OSSL_PARAM_construct_end()};
   const bool ok =
-      cipher && mac &&
-      EVP_EncryptInit_ex(cipher, EVP_aes_128_ctr(), nullptr, session_key, nullptr) == 1 &&
-      EVP_MAC_init(mac, auth_key, sizeof auth_key, params) == 1;
+      cipher && EVP_EncryptInit_ex(cipher, EVP_aes_128_ctr(), nullptr, session_key, nullptr) == 1;
   OPENSSL_cleanse(session_key, sizeof session_key);
-  OPENSSL_cleanse(auth_key, sizeof auth_key);
   if (!ok) {
+    OPENSSL_cleanse(auth_key, sizeof auth_key);
     EVP_CIPHER_CTX_free(cipher);
-    EVP_MAC_CTX_free(mac);
     return false;
   }
   EVP_CIPHER_CTX_free(cipher_);
-  EVP_MAC_CTX_free(mac_);
   cipher_ = cipher;
-  mac_ = mac;
+  mac_ = std::make_unique<HmacSha1>(auth_key);
+  OPENSSL_cleanse(auth_key, sizeof auth_key);
   tag_len_ = tag_len;
   streams_.clear();
   return true;
@@ -129,11 +152,8 @@ size_t SrtpProtector::protect(const guint8 *in, size_t len, guint8 *p, size_t ca
 
   // Tag = HMAC-SHA1(auth key, packet || ROC), truncated (RFC 3711 4.2).
   const guint8 roc_be[4] = {guint8(roc >> 24), guint8(roc >> 16), guint8(roc >> 8), guint8(roc)};
-  guint8 tag[20];
-  size_t tag_size = 0;
-  if (EVP_MAC_init(mac_, nullptr, 0, nullptr) != 1 || EVP_MAC_update(mac_, p, len) != 1 ||
-      EVP_MAC_update(mac_, roc_be, 4) != 1 || EVP_MAC_final(mac_, tag, &tag_size, sizeof tag) != 1)
-    return 0;
+  guint8 tag[SHA_DIGEST_LENGTH];
+  mac_->tag(p, len, roc_be, sizeof roc_be, tag);
   memcpy(p + len, tag, tag_len_);
   return len + tag_len_;
 }
