@@ -235,7 +235,7 @@ guint DirectSender::send_socket(guint first, guint m) {
   for (guint i = first; i < m;) {
     guint run = 1;
     const size_t seg = sc.iovs[i].iov_len;
-    if (gso_) {
+    if (gso_.load(std::memory_order_relaxed)) {
       // At most 64 segments and one UDP datagram's worth of bytes.
       const guint max_run = guint(std::min<size_t>(64, 65000 / std::max<size_t>(seg, 1)));
       while (i + run < m && run < max_run && sc.iovs[i + run].iov_len == seg) run++;
@@ -271,12 +271,12 @@ guint DirectSender::send_socket(guint first, guint m) {
       done += guint(r);
     } else if (r < 0 && errno == EINTR) {
       continue;
-    } else if (r < 0 && gso_ && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT) &&
+    } else if (r < 0 && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT) &&
                sc.runs[done] > 1) {
       // No GSO here: never again for this viewer, and the rest of this
       // batch one message per packet.
       GST_INFO("direct send: UDP GSO refused (%s), one message per packet", g_strerror(errno));
-      gso_ = false;
+      gso_.store(false, std::memory_order_relaxed);
       return sent + send_socket(first + sent, m);
     } else {
       // EAGAIN (the socket buffer is full: a slow viewer) or an error:

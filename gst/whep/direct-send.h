@@ -80,6 +80,9 @@ class DirectSender {
 
   guint64 dropped() const { return dropped_.load(); }
   guint64 resent() const { return resent_.load(); }
+  // Whether sends still use UDP GSO: false once the kernel refused it for
+  // this viewer's socket (e.g. an IPsec policy on the route: EIO).
+  bool udp_gso() const { return gso_.load(std::memory_order_relaxed); }
 
  private:
   DirectSender() = default;
@@ -109,7 +112,7 @@ class DirectSender {
     std::vector<guint> runs;  // packets per message
   };
   static Scratch &scratch();
-  bool gso_ = true;          // UDP GSO until the kernel refuses it
+  std::atomic<bool> gso_{true};  // UDP GSO until the kernel refuses it (written under lock_)
 
   gobj::Ref<GObject> agent_;
   gulong pair_handler_ = 0;

@@ -356,6 +356,7 @@ GstStructure *ViewerSession::stats() {
                            "direct-send", G_TYPE_BOOLEAN, gboolean(direct != nullptr),
                            "packets-resent", G_TYPE_UINT64, direct ? direct->resent() : 0,
                            "packets-dropped", G_TYPE_UINT64, direct ? direct->dropped() : 0,
+                           "udp-gso", G_TYPE_BOOLEAN, gboolean(direct && direct->udp_gso()),
                            nullptr);
 }
 

@@ -45,7 +45,9 @@
 // RTCP), rtt (double seconds, -1 unknown), connected (boolean),
 // direct-send (boolean: this viewer's media skips its webrtcbin),
 // packets-resent and packets-dropped (uint64, direct path: retransmitted
-// on NACK; not sent because its socket buffer was full);
+// on NACK; not sent because its socket buffer was full), udp-gso (boolean,
+// direct path: one GSO train per frame; false once the kernel refused GSO
+// on this viewer's route, then one datagram per packet);
 // NULL for an unknown session. Synchronous, no promise involved.
 #include "whepserversink.h"
 

@@ -8,6 +8,8 @@
 #include <libsoup/soup.h>
 
 #include <dirent.h>
+#include <nice/agent.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -568,6 +570,64 @@ TEST(WhepServerSink, DirectSendThroughLibniceDecodes) {
     gst_structure_get_boolean(st.get(), "direct-send", &direct);
     EXPECT_TRUE(direct);
   }
+}
+
+// The direct path sends a frame as one UDP GSO train; where the kernel
+// refuses GSO on a viewer's route (EIO under an IPsec policy, EINVAL on a
+// socket without TX checksums) it must fall back to one datagram per packet
+// for that viewer, without a gap the viewer notices. SO_NO_CHECK on the
+// relay's sockets makes loopback refuse GSO (udp_send_skb: EINVAL).
+TEST(WhepServerSink, DirectSendFallsBackWhenTheKernelRefusesUdpGso) {
+  Source src;
+  ASSERT_TRUE(src.play_and_wait_caps());
+  auto viewers = join_viewers(src.sink.get(), 2);
+  ASSERT_EQ(viewers.size(), 2u);
+  ASSERT_TRUE(all_decode(viewers, 10, 10, 30000));
+  auto udp_gso = [&](const Viewer &v) {
+    auto st = viewer_stats(src.sink.get(), v.session);
+    gboolean direct = FALSE, gso = FALSE;
+    if (st) {
+      gst_structure_get_boolean(st.get(), "direct-send", &direct);
+      gst_structure_get_boolean(st.get(), "udp-gso", &gso);
+    }
+    return std::make_pair(bool(direct), bool(gso));
+  };
+  for (auto &v : viewers) EXPECT_EQ(udp_gso(*v), std::make_pair(true, true));
+
+  // One viewer's relay socket (the first webrtcbin found), through its ICE agent.
+  guint sockets = 0;
+  GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(src.sink.get()), "webrtcbin");
+  GValue item = G_VALUE_INIT;
+  while (sockets == 0 && gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    gobj::Ref<GObject> ice, agent;
+    g_object_get(g_value_get_object(&item), "ice-agent", ice.out(), nullptr);
+    if (ice) g_object_get(ice.get(), "agent", agent.out(), nullptr);
+    for (guint stream = 1; agent && stream <= 4; stream++) {
+      gobj::Ref<GSocket> sock = gobj::adopt(
+          nice_agent_get_selected_socket(reinterpret_cast<NiceAgent *>(agent.get()), stream, 1));
+      const int one = 1;
+      if (sock && setsockopt(g_socket_get_fd(sock.get()), SOL_SOCKET, SO_NO_CHECK, &one,
+                             sizeof one) == 0)
+        sockets++;
+    }
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+  ASSERT_EQ(sockets, 1u) << "no selected ICE socket found";
+
+  const guint64 v0 = viewers[0]->video.n(), v1 = viewers[1]->video.n();
+  auto without_gso = [&] {
+    guint n = 0;
+    for (auto &v : viewers) n += udp_gso(*v).second ? 0 : 1;
+    return n;
+  };
+  EXPECT_TRUE(test::wait_for([&] { return without_gso() >= 1; }, 10000)) << "GSO never refused";
+  EXPECT_EQ(without_gso(), 1u) << "only that viewer's socket refuses GSO";
+  for (auto &v : viewers) EXPECT_TRUE(udp_gso(*v).first) << "still on the direct path";
+  EXPECT_TRUE(test::wait_for(
+      [&] { return viewers[0]->video.n() >= v0 + 60 && viewers[1]->video.n() >= v1 + 60; }, 20000))
+      << viewers[0]->video.n() - v0 << " and " << viewers[1]->video.n() - v1 << " frames since";
 }
 
 // Once a viewer's SRTCP arrives its DTLS handshake is over, and the relay
