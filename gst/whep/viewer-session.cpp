@@ -150,22 +150,35 @@ void ViewerSession::watch_transport() {
   if (st == GST_WEBRTC_DTLS_TRANSPORT_STATE_CONNECTED) on_connected();
 }
 
-void ViewerSession::park_handshake_sender() {
+void ViewerSession::park_handshake_sender_if_running() {
   // SRTCP from the viewer means its DTLS handshake is complete too (it has
   // the keys), so it will not ask for a retransmitted flight: dtlsenc's
   // send task has nothing left to do. Its thread goes back to the pool
   // (one thread fewer per viewer); SRTP and SRTCP never pass through it.
+  // Checked on every RTCP packet, not once: a park that did not take (the
+  // pad busy, or activated again) is retried on the next one.
+  gobj::Ref<GstPad> pad;
+  {
+    std::lock_guard<std::mutex> g(handlers_lock_);
+    pad = dtls_send_pad_;
+  }
+  if (!pad || !gst_pad_is_active(pad.get()) || park_in_flight_->exchange(true)) return;
+  struct Job {
+    gobj::Ref<GstPad> pad;
+    std::shared_ptr<std::atomic<bool>> in_flight;
+  };
   // Off this streaming thread: stopping the task joins it.
   gst_element_call_async(
       webrtcbin_.get(),
-      [](GstElement *webrtcbin, gpointer) {
-        gobj::Ref<GstElement> dtlsenc = find_in_webrtcbin(webrtcbin, "dtlsenc");
-        if (!dtlsenc) return;
-        gobj::Ref<GstPad> src = gobj::adopt(gst_element_get_static_pad(dtlsenc.get(), "src"));
-        if (src && gst_pad_set_active(src.get(), FALSE))
+      [](GstElement *webrtcbin, gpointer data) {
+        auto *job = static_cast<Job *>(data);
+        if (gst_pad_set_active(job->pad.get(), FALSE))
           GST_DEBUG_OBJECT(webrtcbin, "DTLS send task stopped");
+        else
+          GST_INFO_OBJECT(webrtcbin, "DTLS send task not stopped; retried on the next RTCP");
+        job->in_flight->store(false);
       },
-      nullptr, nullptr);
+      new Job{std::move(pad), park_in_flight_}, [](gpointer data) { delete static_cast<Job *>(data); });
 }
 
 void ViewerSession::on_connected() {
@@ -176,12 +189,16 @@ void ViewerSession::on_connected() {
   // its silence) and carries its NACK/PLI counts and RTT for the stats.
   {
     GObject *session = bundled_rtp_session(webrtcbin_.get());
+    if (gobj::Ref<GstElement> dtlsenc = find_in_webrtcbin(webrtcbin_.get(), "dtlsenc")) {
+      std::lock_guard<std::mutex> g(handlers_lock_);
+      dtls_send_pad_ = gobj::adopt(gst_element_get_static_pad(dtlsenc.get(), "src"));
+    }
     if (session) {
       connect(session, "on-receiving-rtcp",
               G_CALLBACK(+[](GObject *, GstBuffer *, gpointer data) {
                 auto *self = static_cast<ViewerSession *>(data);
                 self->last_rtcp_us_ = g_get_monotonic_time();
-                if (!self->handshake_sender_parked_.exchange(true)) self->park_handshake_sender();
+                self->park_handshake_sender_if_running();
               }));
       // PLI/FIR are counted here (rtpsession's own counters miss them);
       // NACKs are answered here on the direct path (on_nack).
@@ -304,6 +321,7 @@ bool ViewerSession::stop() {
     if (leg.sinkpad) gst_element_release_request_pad(webrtcbin_.get(), leg.sinkpad.get());
   std::lock_guard<std::mutex> g(handlers_lock_);
   rtp_session_.reset();
+  dtls_send_pad_.reset();
   return true;
 }
 

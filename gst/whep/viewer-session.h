@@ -79,7 +79,7 @@ class ViewerSession {
   void disconnect_all();
   void on_ice_state();
   void on_connected();
-  void park_handshake_sender();
+  void park_handshake_sender_if_running();
   std::shared_ptr<DirectSender> start_direct_send();
   void on_nack(guint32 media_ssrc, GstBuffer *fci);
 
@@ -92,9 +92,12 @@ class ViewerSession {
   std::mutex handlers_lock_;
   std::vector<std::pair<gobj::Ref<GObject>, gulong>> handlers_;
   gobj::Ref<GObject> rtp_session_;  // webrtcbin's RTPSession (RTCP counters), under handlers_lock_
+  gobj::Ref<GstPad> dtls_send_pad_;  // dtlsenc's src pad (its send task), under handlers_lock_
+  // A park job is queued or running (park_handshake_sender_if_running).
+  std::shared_ptr<std::atomic<bool>> park_in_flight_ = std::make_shared<std::atomic<bool>>(false);
   bool direct_wanted_ = true;
   std::shared_ptr<DirectSender> direct_;  // under legs_lock_; set in on_connected
-  std::atomic<bool> connected_{false}, failed_{false}, handshake_sender_parked_{false};
+  std::atomic<bool> connected_{false}, failed_{false};
   std::atomic<guint> plis_{0};  // PLI and FIR received
   const gint64 created_us_ = g_get_monotonic_time();
   std::atomic<gint64> last_rtcp_us_{0}, disconnected_since_us_{0};

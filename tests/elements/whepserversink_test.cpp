@@ -295,6 +295,33 @@ bool all_decode(std::vector<std::unique_ptr<Viewer>> &vs, guint64 video, guint64
       timeout_ms);
 }
 
+// n viewers of a playing `src`, each having decoded 10 video and 10 audio
+// frames; empty (and a test failure) otherwise.
+std::vector<std::unique_ptr<Viewer>> decoding_viewers(Source &src, int n) {
+  if (!src.play_and_wait_caps()) {
+    ADD_FAILURE() << "the source did not start";
+    return {};
+  }
+  auto vs = join_viewers(src.sink.get(), n);
+  if (vs.size() != size_t(n) || !all_decode(vs, 10, 10, 30000)) {
+    ADD_FAILURE() << "the viewers did not decode";
+    return {};
+  }
+  return vs;
+}
+
+// Calls `fn` on every element made by `factory` inside `bin`, at any depth.
+void for_each_element(GstElement *bin, const char *factory, const std::function<void(GstElement *)> &fn) {
+  GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(bin), factory);
+  GValue item = G_VALUE_INIT;
+  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    fn(GST_ELEMENT(g_value_get_object(&item)));
+    g_value_reset(&item);
+  }
+  g_value_unset(&item);
+  gst_iterator_free(it);
+}
+
 }  // namespace
 
 TEST(WhepServerSink, FactoryIsOurs) { EXPECT_TRUE(test::factory_is_ours("whepserversink")); }
@@ -579,10 +606,8 @@ TEST(WhepServerSink, DirectSendThroughLibniceDecodes) {
 // relay's sockets makes loopback refuse GSO (udp_send_skb: EINVAL).
 TEST(WhepServerSink, DirectSendFallsBackWhenTheKernelRefusesUdpGso) {
   Source src;
-  ASSERT_TRUE(src.play_and_wait_caps());
-  auto viewers = join_viewers(src.sink.get(), 2);
+  auto viewers = decoding_viewers(src, 2);
   ASSERT_EQ(viewers.size(), 2u);
-  ASSERT_TRUE(all_decode(viewers, 10, 10, 30000));
   auto udp_gso = [&](const Viewer &v) {
     auto st = viewer_stats(src.sink.get(), v.session);
     gboolean direct = FALSE, gso = FALSE;
@@ -596,13 +621,11 @@ TEST(WhepServerSink, DirectSendFallsBackWhenTheKernelRefusesUdpGso) {
 
   // One viewer's relay socket (the first webrtcbin found), through its ICE agent.
   guint sockets = 0;
-  GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(src.sink.get()), "webrtcbin");
-  GValue item = G_VALUE_INIT;
-  while (sockets == 0 && gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+  for_each_element(src.sink.get(), "webrtcbin", [&](GstElement *webrtcbin) {
     gobj::Ref<GObject> ice, agent;
-    g_object_get(g_value_get_object(&item), "ice-agent", ice.out(), nullptr);
+    g_object_get(webrtcbin, "ice-agent", ice.out(), nullptr);
     if (ice) g_object_get(ice.get(), "agent", agent.out(), nullptr);
-    for (guint stream = 1; agent && stream <= 4; stream++) {
+    for (guint stream = 1; agent && sockets == 0 && stream <= 4; stream++) {
       gobj::Ref<GSocket> sock = gobj::adopt(
           nice_agent_get_selected_socket(reinterpret_cast<NiceAgent *>(agent.get()), stream, 1));
       const int one = 1;
@@ -610,10 +633,7 @@ TEST(WhepServerSink, DirectSendFallsBackWhenTheKernelRefusesUdpGso) {
                              sizeof one) == 0)
         sockets++;
     }
-    g_value_reset(&item);
-  }
-  g_value_unset(&item);
-  gst_iterator_free(it);
+  });
   ASSERT_EQ(sockets, 1u) << "no selected ICE socket found";
 
   const guint64 v0 = viewers[0]->video.n(), v1 = viewers[1]->video.n();
@@ -635,24 +655,16 @@ TEST(WhepServerSink, DirectSendFallsBackWhenTheKernelRefusesUdpGso) {
 // do not pass through it, so the viewers keep decoding.
 TEST(WhepServerSink, DtlsSendTaskStopsOnceTheViewerSendsRtcp) {
   Source src;
-  ASSERT_TRUE(src.play_and_wait_caps());
-  auto viewers = join_viewers(src.sink.get(), 2);
+  auto viewers = decoding_viewers(src, 2);
   ASSERT_EQ(viewers.size(), 2u);
-  ASSERT_TRUE(all_decode(viewers, 10, 10, 30000));
   // Every dtlsenc of the relay's viewers (one per viewer: max-bundle).
   auto active_senders = [&] {
     guint found = 0, active = 0;
-    GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(src.sink.get()), "dtlsenc");
-    GValue item = G_VALUE_INIT;
-    while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    for_each_element(src.sink.get(), "dtlsenc", [&](GstElement *dtlsenc) {
       found++;
-      gobj::Ref<GstPad> pad =
-          gobj::adopt(gst_element_get_static_pad(GST_ELEMENT(g_value_get_object(&item)), "src"));
+      gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(dtlsenc, "src"));
       if (gst_pad_is_active(pad.get())) active++;
-      g_value_reset(&item);
-    }
-    g_value_unset(&item);
-    gst_iterator_free(it);
+    });
     return std::make_pair(found, active);
   };
   EXPECT_EQ(active_senders().first, 2u);
