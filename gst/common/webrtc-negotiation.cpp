@@ -112,18 +112,25 @@ void nack_only_gaps(GstElement *webrtcbin) {
                    nullptr);
 }
 
-gobj::Ref<GstElement> find_in_webrtcbin(GstElement *webrtcbin, const char *factory) {
-  gobj::Ref<GstElement> found;
-  GstIterator *it = gst_bin_iterate_recurse(GST_BIN(webrtcbin));
+void for_each_by_factory(GstElement *bin, const char *factory,
+                         const std::function<bool(GstElement *)> &fn) {
+  GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(bin), factory);
   GValue item = G_VALUE_INIT;
-  while (!found && gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
-    auto *e = GST_ELEMENT(g_value_get_object(&item));
-    GstElementFactory *f = gst_element_get_factory(e);
-    if (f && g_str_equal(GST_OBJECT_NAME(f), factory)) found = gobj::ref(e);
+  bool more = true;
+  while (more && gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    more = fn(GST_ELEMENT(g_value_get_object(&item)));
     g_value_reset(&item);
   }
   g_value_unset(&item);
   gst_iterator_free(it);
+}
+
+gobj::Ref<GstElement> find_by_factory(GstElement *bin, const char *factory) {
+  gobj::Ref<GstElement> found;
+  for_each_by_factory(bin, factory, [&](GstElement *e) {
+    found = gobj::ref(e);
+    return false;
+  });
   return found;
 }
 

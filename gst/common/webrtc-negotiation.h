@@ -57,9 +57,13 @@ GObject *bundled_rtp_session(GstElement *webrtcbin);
 // the next packet shows the gap. Call once, right after creating webrtcbin.
 void nack_only_gaps(GstElement *webrtcbin);
 
-// The first element made by `factory` inside webrtcbin, at any depth
-// (srtpenc, dtlsenc, ...); null if none.
-gobj::Ref<GstElement> find_in_webrtcbin(GstElement *webrtcbin, const char *factory);
+// Calls `fn` on each element made by `factory` inside `bin`, at any depth,
+// until it returns false.
+void for_each_by_factory(GstElement *bin, const char *factory,
+                         const std::function<bool(GstElement *)> &fn);
+// The first element made by `factory` inside `bin`, at any depth (srtpenc,
+// dtlsenc in a webrtcbin, ...); null if none.
+gobj::Ref<GstElement> find_by_factory(GstElement *bin, const char *factory);
 
 // Parse SDP text; nullptr + reason on failure.
 GstSDPMessage *parse_sdp(const std::string &text, std::string *error);

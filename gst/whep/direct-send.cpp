@@ -25,7 +25,7 @@ constexpr gint kAuthHmacSha1_32 = 1, kAuthHmacSha1_80 = 2;
 }  // namespace
 
 std::shared_ptr<DirectSender> DirectSender::activate(GstElement *webrtcbin, std::string *why) {
-  gobj::Ref<GstElement> srtpenc = find_in_webrtcbin(webrtcbin, "srtpenc");
+  gobj::Ref<GstElement> srtpenc = find_by_factory(webrtcbin, "srtpenc");
   if (!srtpenc) return *why = "no srtpenc in webrtcbin", nullptr;
   gobj::Ref<GstBuffer> key;
   gint cipher = -1, auth = -1;

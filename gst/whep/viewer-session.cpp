@@ -189,7 +189,7 @@ void ViewerSession::on_connected() {
   // its silence) and carries its NACK/PLI counts and RTT for the stats.
   {
     GObject *session = bundled_rtp_session(webrtcbin_.get());
-    if (gobj::Ref<GstElement> dtlsenc = find_in_webrtcbin(webrtcbin_.get(), "dtlsenc")) {
+    if (gobj::Ref<GstElement> dtlsenc = find_by_factory(webrtcbin_.get(), "dtlsenc")) {
       std::lock_guard<std::mutex> g(handlers_lock_);
       dtls_send_pad_ = gobj::adopt(gst_element_get_static_pad(dtlsenc.get(), "src"));
     }

@@ -139,15 +139,5 @@ gint64 BufferCounter::last_time() const {
   return v;
 }
 
-gobj::Ref<GstElement> find_by_factory(GstElement *bin, const char *factory) {
-  // GStreamer's own recursive lookup; the first match.
-  GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(bin), factory);
-  GValue item = G_VALUE_INIT;
-  gobj::Ref<GstElement> found;
-  if (gst_iterator_next(it, &item) == GST_ITERATOR_OK) found = gobj::ref(GST_ELEMENT(g_value_get_object(&item)));
-  g_value_unset(&item);
-  gst_iterator_free(it);
-  return found;
-}
 
 }  // namespace test

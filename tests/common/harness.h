@@ -44,9 +44,6 @@ class BusWatcher {
   bool eos_ = false;
 };
 
-// The first element made by `factory` inside `bin`, at any depth (null if
-// none).
-gobj::Ref<GstElement> find_by_factory(GstElement *bin, const char *factory);
 
 // Counts buffers through a pad (thread-safe).
 class BufferCounter {

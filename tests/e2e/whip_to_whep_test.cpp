@@ -23,6 +23,7 @@
 
 #include "client-test-server.h"
 #include "harness.h"
+#include "webrtc-negotiation.h"
 
 namespace {
 
@@ -386,10 +387,10 @@ struct Viewer {
   // depayloader's sink pad), which tells a stall in delivery from one in
   // the receiver. Call once ICE is up.
   bool watch_receive_path() {
-    gobj::Ref<GstElement> nicesrc = test::find_by_factory(pipeline.get(), "nicesrc");
+    gobj::Ref<GstElement> nicesrc = whipwhep::find_by_factory(pipeline.get(), "nicesrc");
     if (!nicesrc) return false;
     gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(nicesrc.get(), "src"));
-    gobj::Ref<GstElement> depay = test::find_by_factory(pipeline.get(), "rtpvp8depay");
+    gobj::Ref<GstElement> depay = whipwhep::find_by_factory(pipeline.get(), "rtpvp8depay");
     if (!depay) return false;
     gobj::Ref<GstPad> rtp = gobj::adopt(gst_element_get_static_pad(depay.get(), "sink"));
     jitterbuffered.attach(rtp.get());
@@ -398,7 +399,7 @@ struct Viewer {
   }
   // Diagnostics: the receiver's inbound-rtp statistics (lost, NACK, PLI).
   std::string inbound_stats() const {
-    gobj::Ref<GstElement> webrtc = test::find_by_factory(pipeline.get(), "webrtcbin");
+    gobj::Ref<GstElement> webrtc = whipwhep::find_by_factory(pipeline.get(), "webrtcbin");
     if (!webrtc) return "no webrtcbin";
     GstPromise *promise = gst_promise_new();
     g_signal_emit_by_name(webrtc.get(), "get-stats", nullptr, promise);
@@ -420,17 +421,13 @@ struct Viewer {
           &out);
     }
     gst_promise_unref(promise);
-    GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(pipeline.get()), "rtpjitterbuffer");
-    GValue item = G_VALUE_INIT;
-    while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+    whipwhep::for_each_by_factory(pipeline.get(), "rtpjitterbuffer", [&](GstElement *jitterbuffer) {
       gobj::Unique<GstStructure> st;
-      g_object_get(g_value_get_object(&item), "stats", static_cast<GstStructure **>(gobj::out(st)), nullptr);
+      g_object_get(jitterbuffer, "stats", static_cast<GstStructure **>(gobj::out(st)), nullptr);
       g_autofree gchar *text = st ? gst_structure_to_string(st.get()) : nullptr;
-      out += std::string(GST_OBJECT_NAME(g_value_get_object(&item))) + ": " + gobj::str_or(text) + "\n";
-      g_value_reset(&item);
-    }
-    g_value_unset(&item);
-    gst_iterator_free(it);
+      out += std::string(GST_OBJECT_NAME(jitterbuffer)) + ": " + gobj::str_or(text) + "\n";
+      return true;
+    });
     return out;
   }
   FrameClock jitterbuffered;  // video RTP leaving its jitterbuffer (watch_receive_path)

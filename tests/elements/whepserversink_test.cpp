@@ -310,18 +310,6 @@ std::vector<std::unique_ptr<Viewer>> decoding_viewers(Source &src, int n) {
   return vs;
 }
 
-// Calls `fn` on every element made by `factory` inside `bin`, at any depth.
-void for_each_element(GstElement *bin, const char *factory, const std::function<void(GstElement *)> &fn) {
-  GstIterator *it = gst_bin_iterate_all_by_element_factory_name(GST_BIN(bin), factory);
-  GValue item = G_VALUE_INIT;
-  while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
-    fn(GST_ELEMENT(g_value_get_object(&item)));
-    g_value_reset(&item);
-  }
-  g_value_unset(&item);
-  gst_iterator_free(it);
-}
-
 }  // namespace
 
 TEST(WhepServerSink, FactoryIsOurs) { EXPECT_TRUE(test::factory_is_ours("whepserversink")); }
@@ -479,7 +467,7 @@ void lossy_viewer_recovers(bool direct_send) {
   ASSERT_TRUE(src.play_and_wait_caps());
   auto viewers = join_viewers(src.sink.get(), 2);
   ASSERT_EQ(viewers.size(), 2u);
-  gobj::Ref<GstElement> nicesrc = test::find_by_factory(viewers[1]->webrtc.get(), "nicesrc");
+  gobj::Ref<GstElement> nicesrc = find_by_factory(viewers[1]->webrtc.get(), "nicesrc");
   ASSERT_TRUE(nicesrc);
   gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(nicesrc.get(), "src"));
   static std::atomic<guint> rtp_seen, dropped;
@@ -621,7 +609,7 @@ TEST(WhepServerSink, DirectSendFallsBackWhenTheKernelRefusesUdpGso) {
 
   // One viewer's relay socket (the first webrtcbin found), through its ICE agent.
   guint sockets = 0;
-  for_each_element(src.sink.get(), "webrtcbin", [&](GstElement *webrtcbin) {
+  for_each_by_factory(src.sink.get(), "webrtcbin", [&](GstElement *webrtcbin) {
     gobj::Ref<GObject> ice, agent;
     g_object_get(webrtcbin, "ice-agent", ice.out(), nullptr);
     if (ice) g_object_get(ice.get(), "agent", agent.out(), nullptr);
@@ -633,6 +621,7 @@ TEST(WhepServerSink, DirectSendFallsBackWhenTheKernelRefusesUdpGso) {
                              sizeof one) == 0)
         sockets++;
     }
+    return sockets == 0;
   });
   ASSERT_EQ(sockets, 1u) << "no selected ICE socket found";
 
@@ -660,10 +649,11 @@ TEST(WhepServerSink, DtlsSendTaskStopsOnceTheViewerSendsRtcp) {
   // Every dtlsenc of the relay's viewers (one per viewer: max-bundle).
   auto active_senders = [&] {
     guint found = 0, active = 0;
-    for_each_element(src.sink.get(), "dtlsenc", [&](GstElement *dtlsenc) {
+    for_each_by_factory(src.sink.get(), "dtlsenc", [&](GstElement *dtlsenc) {
       found++;
       gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(dtlsenc, "src"));
       if (gst_pad_is_active(pad.get())) active++;
+      return true;
     });
     return std::make_pair(found, active);
   };
