@@ -46,17 +46,20 @@ struct SrtpProtector::HmacSha1 {
   SHA_CTX inner, outer;
 
   explicit HmacSha1(const guint8 key[20]) {
-    guint8 pad[SHA_CBLOCK];
-    for (guint8 fill : {guint8(0x36), guint8(0x5c)}) {
-      memset(pad, fill, sizeof pad);
-      for (int i = 0; i < 20; i++) pad[i] ^= key[i];
-      SHA_CTX &c = fill == 0x36 ? inner : outer;
-      SHA1_Init(&c);
-      SHA1_Update(&c, pad, sizeof pad);
-    }
-    OPENSSL_cleanse(pad, sizeof pad);
+    absorb_pad(&inner, key, 0x36);
+    absorb_pad(&outer, key, 0x5c);
   }
   ~HmacSha1() { OPENSSL_cleanse(this, sizeof *this); }
+
+  // A SHA-1 state that has hashed the key XOR `fill`, padded to one block.
+  static void absorb_pad(SHA_CTX *c, const guint8 key[20], guint8 fill) {
+    guint8 pad[SHA_CBLOCK];
+    memset(pad, fill, sizeof pad);
+    for (int i = 0; i < 20; i++) pad[i] ^= key[i];
+    SHA1_Init(c);
+    SHA1_Update(c, pad, sizeof pad);
+    OPENSSL_cleanse(pad, sizeof pad);
+  }
 
   void tag(const guint8 *a, size_t a_len, const guint8 *b, size_t b_len,
            guint8 out[SHA_DIGEST_LENGTH]) const {

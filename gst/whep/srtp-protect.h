@@ -7,18 +7,17 @@
 // was a quarter of all CPU. This is the sender half only, on OpenSSL's EVP
 // (AES-NI, SHA extensions), with the keys derived once, and HMAC-SHA1 from
 // SHA-1 states precomputed per key (EVP_MAC re-initialised per packet cost
-// about 8 % of the relay's CPU in its dispatch and context copies). The receivers
-// (srtpdec, browsers) are libsrtp, and a unit test decrypts our output with
-// GStreamer's srtpdec.
+// about 8 % of the relay's CPU in its dispatch and context copies). The
+// receivers (srtpdec, browsers) are libsrtp, and a unit test decrypts our
+// output with GStreamer's srtpdec.
 #pragma once
 
 #include <glib.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <vector>
-
 #include <memory>
+#include <vector>
 
 typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX;
 
