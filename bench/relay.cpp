@@ -323,6 +323,9 @@ int main(int argc, char **argv) {
     }
     g_object_set(r.sink.get(), "port", r.whep_port, "ice-addresses", "127.0.0.1", "max-viewers", 0u,
                  "direct-send", gboolean(r.mode == "ours"), nullptr);
+    // A/B of the shared ICE agents (0 = one agent per viewer).
+    if (const char *per_agent = g_getenv("WHIPWHEP_BENCH_ICE_SESSIONS_PER_AGENT"))
+      g_object_set(r.sink.get(), "ice-sessions-per-agent", guint(atoi(per_agent)), nullptr);
     gst_bin_add(GST_BIN(r.pipeline.get()), r.sink.get());
   } else if (r.mode == "naive") {
     r.naive = gobj::sink(GST_ELEMENT(g_object_new(naive_whep_get_type(), "name", "naive", nullptr)));

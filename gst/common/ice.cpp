@@ -1,5 +1,7 @@
 #include "ice.h"
 
+#include "shared-ice.h"
+
 #include <agent.h>
 #include <gio/gio.h>
 
@@ -42,7 +44,8 @@ bool configure_ice(GstElement *webrtcbin, const IceSettings &settings) {
   bool ok = true;
   gobj::Ref<GstObject> ice;
   g_object_get(webrtcbin, "ice-agent", ice.out(), nullptr);
-  if (ice) {
+  // A shared agent was configured once, when the pool made it.
+  if (ice && !is_shared_ice(ice.get())) {
     // Only GstWebRTCNice has these; check so another ICE implementation
     // does not make us emit GLib criticals.
     if (g_object_class_find_property(G_OBJECT_GET_CLASS(ice.get()), "ice-tcp"))

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "shared-ice.h"
 #include "webrtc-negotiation.h"
 
 GST_DEBUG_CATEGORY_EXTERN(whepserversink_debug);
@@ -50,15 +51,14 @@ std::shared_ptr<DirectSender> DirectSender::activate(GstElement *webrtcbin, std:
   if (!d->agent_) return *why = "no libnice agent", nullptr;
   auto *agent = reinterpret_cast<NiceAgent *>(d->agent_.get());
   // max-bundle: one ICE stream, one component (rtcp-mux).
-  for (guint id = 1; id <= 16 && !d->stream_id_; id++) {
-    NiceCandidate *local = nullptr, *remote = nullptr;
-    if (nice_agent_get_selected_pair(agent, id, 1, &local, &remote)) {
-      d->stream_id_ = id;
-      std::lock_guard<std::mutex> g(d->lock_);
-      d->set_path(local, remote);
-    }
+  d->stream_id_ = ice_stream_id_of(webrtcbin);
+  NiceCandidate *local = nullptr, *remote = nullptr;
+  if (!d->stream_id_ || !nice_agent_get_selected_pair(agent, d->stream_id_, 1, &local, &remote))
+    return *why = "no selected ICE pair", nullptr;
+  {
+    std::lock_guard<std::mutex> g(d->lock_);
+    d->set_path(local, remote);
   }
-  if (!d->stream_id_) return *why = "no selected ICE pair", nullptr;
   // An ICE restart may select another pair later.
   d->pair_handler_ = g_signal_connect(d->agent_.get(), "new-selected-pair-full",
                                       G_CALLBACK(&DirectSender::on_selected_pair), d.get());

@@ -1,5 +1,6 @@
 #include "viewer-session.h"
 
+#include "shared-ice.h"
 #include "webrtc-negotiation.h"
 
 #include <atomic>
@@ -20,16 +21,34 @@ constexpr gint64 kDisconnectedTimeoutUs = 10 * G_USEC_PER_SEC;
 }  // namespace
 
 std::shared_ptr<ViewerSession> ViewerSession::create(const std::string &id, guint latency_ms,
-                                                     const IceSettings &ice, bool direct_send,
-                                                     Hooks hooks) {
+                                                     const IceSettings &ice,
+                                                     guint ice_sessions_per_agent,
+                                                     bool direct_send, Hooks hooks) {
   std::shared_ptr<ViewerSession> v(new ViewerSession(id, std::move(hooks)));
   v->direct_wanted_ = direct_send;
   // Named by a counter, not the session id: element names appear in every
   // log line, and the session id is the credential that lets its holder
   // DELETE or PATCH the session. The id is attached as object data instead.
   static std::atomic<guint64> counter{0};
-  v->webrtcbin_ = gobj::sink(gst_element_factory_make(
-      "webrtcbin", ("viewer-" + std::to_string(counter.fetch_add(1))).c_str()));
+  const std::string name = "viewer-" + std::to_string(counter.fetch_add(1));
+  gobj::Ref<GstElementFactory> factory = gobj::adopt(gst_element_factory_find("webrtcbin"));
+  if (!factory) return nullptr;
+  if (ice_sessions_per_agent) {
+    // "ice-agent" is construct-only: the element is made by type.
+    gobj::Ref<GstPluginFeature> loaded =
+        gobj::adopt(gst_plugin_feature_load(GST_PLUGIN_FEATURE(factory.get())));
+    if (!loaded) return nullptr;
+    GType type = gst_element_factory_get_element_type(GST_ELEMENT_FACTORY(loaded.get()));
+    gobj::Ref<GstWebRTCICE> agent =
+        shared_ice_new(ice, ice_sessions_per_agent, (name + ":ice").c_str());
+    v->webrtcbin_ = gobj::sink(GST_ELEMENT(
+        g_object_new(type, "name", name.c_str(), "ice-agent", agent.get(), nullptr)));
+    // webrtcbin (1.22) stores the object without taking a reference and
+    // unrefs it when finalized: ours is its.
+    if (v->webrtcbin_) agent.release();
+  } else {
+    v->webrtcbin_ = gobj::sink(gst_element_factory_create(factory.get(), name.c_str()));
+  }
   if (!v->webrtcbin_) return nullptr;
   g_object_set_data_full(G_OBJECT(v->webrtcbin_.get()), "whipwhep-viewer-session",
                          g_strdup(id.c_str()), g_free);

@@ -38,9 +38,11 @@ class ViewerSession {
   };
 
   // Creates the viewer's webrtcbin (not yet in a bin); nullptr if webrtcbin
-  // is not installed.
+  // is not installed. ice_sessions_per_agent: 0 = webrtcbin's own ICE agent,
+  // else a pooled agent shared by that many viewers (shared-ice.h).
   static std::shared_ptr<ViewerSession> create(const std::string &id, guint latency_ms,
-                                               const IceSettings &ice, bool direct_send,
+                                               const IceSettings &ice,
+                                               guint ice_sessions_per_agent, bool direct_send,
                                                Hooks hooks);
   ~ViewerSession();
   ViewerSession(const ViewerSession &) = delete;

@@ -35,6 +35,8 @@
 // and go from the fan-out's sender thread to its ICE socket, SRTP-protected
 // with the keys webrtcbin negotiated (direct-send.h); webrtcbin keeps ICE,
 // DTLS and RTCP.
+// ICE: viewers share libnice agents, `ice-sessions-per-agent` (32) to one
+// agent and its thread (shared-ice.h); each keeps its own ICE stream.
 // Feedback: NACK -> retransmission from the input's shared history on the
 // direct path (from webrtcbin's rtprtxsend as RTX without direct-send;
 // do-nack on video transceivers); PLI/FIR from any viewer and every join ->
@@ -50,6 +52,8 @@
 // on this viewer's route, then one datagram per packet);
 // NULL for an unknown session. Synchronous, no promise involved.
 #include "whepserversink.h"
+
+#include "shared-ice.h"
 
 #include <gst/rtp/rtp.h>
 #include <gst/sdp/sdp.h>
@@ -104,6 +108,7 @@ enum {
   PROP_VIEWER_TIMEOUT,
   PROP_FANOUT_THREADS,
   PROP_DIRECT_SEND,
+  PROP_ICE_SESSIONS_PER_AGENT,
   N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -131,6 +136,7 @@ struct Settings {
   guint viewer_timeout = kDefaultViewerTimeout;
   guint fanout_threads = 0;
   bool direct_send = true;
+  guint ice_sessions_per_agent = kDefaultIceSessionsPerAgent;
 };
 
 using Viewer = ViewerSession;
@@ -380,11 +386,13 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
   }
   guint max_viewers, latency;
   bool direct_send;
+  guint ice_sessions_per_agent;
   {
     std::lock_guard<std::mutex> g(settings_lock);
     max_viewers = settings.max_viewers;
     latency = settings.latency;
     direct_send = settings.direct_send;
+    ice_sessions_per_agent = settings.ice_sessions_per_agent;
   }
   if (max_viewers && viewers >= max_viewers) {
     HttpResponse r = HttpResponse::text(
@@ -400,8 +408,8 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
   hooks.schedule_remove = [impl](const std::string &id, const char *why) {
     impl->schedule_remove(id, why);
   };
-  auto v = ViewerSession::create(random_id_hex128(), latency, ice_settings(), direct_send,
-                                 std::move(hooks));
+  auto v = ViewerSession::create(random_id_hex128(), latency, ice_settings(),
+                                 ice_sessions_per_agent, direct_send, std::move(hooks));
   if (!v) return HttpResponse::text(500, "webrtcbin is not installed");
   v->set_remote_ufrag(offer_ice_ufrag(offer.get()));
   {
@@ -660,6 +668,7 @@ static void set_property(GObject *object, guint id, const GValue *value, GParamS
     case PROP_VIEWER_TIMEOUT: s.viewer_timeout = g_value_get_uint(value); break;
     case PROP_FANOUT_THREADS: s.fanout_threads = g_value_get_uint(value); break;
     case PROP_DIRECT_SEND: s.direct_send = g_value_get_boolean(value); break;
+    case PROP_ICE_SESSIONS_PER_AGENT: s.ice_sessions_per_agent = g_value_get_uint(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
 }
@@ -684,6 +693,7 @@ static void get_property(GObject *object, guint id, GValue *value, GParamSpec *p
     case PROP_VIEWER_TIMEOUT: g_value_set_uint(value, s.viewer_timeout); break;
     case PROP_FANOUT_THREADS: g_value_set_uint(value, s.fanout_threads); break;
     case PROP_DIRECT_SEND: g_value_set_boolean(value, s.direct_send); break;
+    case PROP_ICE_SESSIONS_PER_AGENT: g_value_set_uint(value, s.ice_sessions_per_agent); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
 }
@@ -818,6 +828,12 @@ static void gst_whipwhep_whep_server_sink_class_init(GstWhipwhepWhepServerSinkCl
       "shared history). FALSE = every packet through the viewer's webrtcbin. Applies to viewers "
       "joining afterwards",
       TRUE, rw_playing);
+  props[PROP_ICE_SESSIONS_PER_AGENT] = g_param_spec_uint(
+      "ice-sessions-per-agent", "ICE sessions per agent",
+      "Viewers that share one libnice agent and its thread (same ICE settings; each keeps its "
+      "own ICE stream, credentials, candidates and sockets). 0 = each viewer's webrtcbin makes "
+      "its own agent. Applies to viewers joining afterwards",
+      0, 1024, kDefaultIceSessionsPerAgent, rw_playing);
   g_object_class_install_properties(oclass, N_PROPS, props);
 
   // void viewer-added (GstElement*, const gchar *session)
