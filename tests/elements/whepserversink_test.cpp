@@ -919,7 +919,8 @@ guint handler_count(gpointer instance, const char *signal) {
 // Viewers share libnice agents (ice-sessions-per-agent): two viewers on one
 // agent, the third on another, each with its own ICE stream. A viewer that
 // leaves takes its stream and its signal handlers off the shared agent, its
-// place goes to the next viewer, and the agent goes with its last viewer.
+// place goes to the next viewer, and the agents' threads go with their last
+// viewers.
 TEST(WhepServerSink, ViewersShareIceAgentsAndLeaveNothingBehind) {
   Source src(30, false, 15, "ice-sessions-per-agent=2");
   ASSERT_TRUE(src.play_and_wait_caps(false));
