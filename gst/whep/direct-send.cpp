@@ -60,8 +60,14 @@ std::shared_ptr<DirectSender> DirectSender::activate(GstElement *webrtcbin, std:
     d->set_path(local, remote);
   }
   // An ICE restart may select another pair later.
-  d->pair_handler_ = g_signal_connect(d->agent_.get(), "new-selected-pair-full",
-                                      G_CALLBACK(&DirectSender::on_selected_pair), d.get());
+  // By weak pointer: the agent may be shared by other viewers, whose
+  // threads emit this signal too, and GLib may still invoke a handler that
+  // another thread has just disconnected.
+  d->pair_handler_ = g_signal_connect_data(
+      d->agent_.get(), "new-selected-pair-full", G_CALLBACK(&DirectSender::on_selected_pair),
+      new std::weak_ptr<DirectSender>(d),
+      +[](gpointer weak, GClosure *) { delete static_cast<std::weak_ptr<DirectSender> *>(weak); },
+      GConnectFlags(0));
 
   // From now on webrtcbin's own RTP never reaches srtpenc: only keepalives
   // pass through webrtcbin (for rtpsession), and they are dropped here.
@@ -105,8 +111,8 @@ void DirectSender::close() {
 
 void DirectSender::on_selected_pair(NiceAgent *, guint stream, guint component,
                                     NiceCandidate *local, NiceCandidate *remote, gpointer data) {
-  auto *self = static_cast<DirectSender *>(data);
-  if (stream != self->stream_id_ || component != 1) return;
+  std::shared_ptr<DirectSender> self = static_cast<std::weak_ptr<DirectSender> *>(data)->lock();
+  if (!self || stream != self->stream_id_ || component != 1) return;
   std::lock_guard<std::mutex> g(self->lock_);
   if (!self->closed_) self->set_path(local, remote);
 }
