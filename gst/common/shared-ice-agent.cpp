@@ -29,7 +29,12 @@ StreamRoute::StreamRoute(std::shared_ptr<CandidateSink> s, guint session, gpoint
 
 StreamRoute::~StreamRoute() { g_weak_ref_clear(&stream); }
 
-AgentHost::AgentHost(const IceSettings &settings, std::string key) : key_(std::move(key)) {
+namespace {
+constexpr guint kTaMs = 20;  // libnice's default stun-pacing-timer
+}  // namespace
+
+AgentHost::AgentHost(const IceSettings &settings, std::string key, guint sessions_per_agent)
+    : key_(std::move(key)) {
   context_ = gobj::adopt(g_main_context_new());
   loop_ = gobj::adopt(g_main_loop_new(context_.get(), FALSE));
   thread_ = g_thread_new("ice-agent", &AgentHost::run, this);
@@ -39,6 +44,13 @@ AgentHost::AgentHost(const IceSettings &settings, std::string key) : key_(std::m
       NiceAgentOption(NICE_AGENT_OPTION_ICE_TRICKLE | NICE_AGENT_OPTION_REGULAR_NOMINATION)));
   // UPnP multicasts SSDP on every interface: never wanted.
   g_object_set(agent_.get(), "upnp", FALSE, "ice-tcp", settings.ice_tcp ? TRUE : FALSE, nullptr);
+  // libnice paces ordinary connectivity checks per agent, one every Ta
+  // (20 ms) over all its streams: a burst of viewers sharing the agent
+  // queued behind each other (set-up rate 72/s at 32 per agent against 97/s
+  // with an agent each). Ta shrinks with the number of sessions served, so
+  // each session is paced as if it had the agent alone.
+  g_object_set(agent_.get(), "stun-pacing-timer", std::max(1u, kTaMs / sessions_per_agent),
+               nullptr);
   for (const auto &addr : settings.local_addresses) {
     NiceAddress na;
     nice_address_init(&na);
@@ -174,7 +186,7 @@ std::shared_ptr<AgentHost> attach_host(const IceSettings &settings, guint per_ag
       h->sessions++;
       return h;
     }
-  auto h = std::make_shared<AgentHost>(settings, key);
+  auto h = std::make_shared<AgentHost>(settings, key, per_agent);
   h->sessions = 1;
   p.hosts.push_back(h);
   return h;

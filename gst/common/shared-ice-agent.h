@@ -48,7 +48,7 @@ void stream_gathering_done(GObject *stream);
 // one settings key.
 class AgentHost {
  public:
-  AgentHost(const IceSettings &settings, std::string key);
+  AgentHost(const IceSettings &settings, std::string key, guint sessions_per_agent);
   ~AgentHost();
   AgentHost(const AgentHost &) = delete;
   AgentHost &operator=(const AgentHost &) = delete;
