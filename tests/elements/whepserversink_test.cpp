@@ -954,6 +954,9 @@ TEST(WhepServerSink, ViewersShareIceAgentsAndLeaveNothingBehind) {
   EXPECT_NE(a.agent, c.agent) << "the third is on the next one";
   EXPECT_NE(a.stream, b.stream);
   NiceAgent *shared = reinterpret_cast<NiceAgent *>(a.agent.get());
+  guint pacing_ms = 0;
+  g_object_get(shared, "stun-pacing-timer", &pacing_ms, nullptr);
+  EXPECT_EQ(pacing_ms, 10u) << "libnice's 20 ms check pacing, shared by 2 sessions";
   const char *per_session[] = {"component-state-changed", "new-selected-pair-full"};
   guint before[2];
   for (int i = 0; i < 2; i++) {
