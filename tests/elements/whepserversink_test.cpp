@@ -298,13 +298,15 @@ bool all_decode(std::vector<std::unique_ptr<Viewer>> &vs, guint64 video, guint64
 
 // n viewers of a playing `src`, each having decoded 10 video and 10 audio
 // frames; empty (and a test failure) otherwise.
-std::vector<std::unique_ptr<Viewer>> decoding_viewers(Source &src, int n) {
-  if (!src.play_and_wait_caps()) {
+std::vector<std::unique_ptr<Viewer>> decoding_viewers(Source &src, int n, bool audio = true) {
+  if (!src.play_and_wait_caps(audio)) {
     ADD_FAILURE() << "the source did not start";
     return {};
   }
-  auto vs = join_viewers(src.sink.get(), n);
-  if (vs.size() != size_t(n) || !all_decode(vs, 10, 10, 30000)) {
+  Viewer::Options o;
+  o.audio = audio;
+  auto vs = join_viewers(src.sink.get(), n, o);
+  if (vs.size() != size_t(n) || !all_decode(vs, 10, audio ? 10 : 0, 30000)) {
     ADD_FAILURE() << "the viewers did not decode";
     return {};
   }
@@ -872,12 +874,8 @@ TEST(WhepServerSink, VanishedViewerIsRemovedWithoutDelete) {
 
 TEST(WhepServerSink, ThreadsPerViewerAreMeasured) {
   Source src(30, false, 15);
-  ASSERT_TRUE(src.play_and_wait_caps(false));
-  Viewer::Options o;
-  o.audio = false;
-  auto viewers = join_viewers(src.sink.get(), 20, o);
+  auto viewers = decoding_viewers(src, 20, false);
   ASSERT_EQ(viewers.size(), 20u);
-  ASSERT_TRUE(all_decode(viewers, 10, 0, 30000));
   const guint with = thread_count();
   for (auto &v : viewers) request(src.sink.get(), "DELETE", v->session, "");
   ASSERT_TRUE(test::wait_for([&] { return src.webrtcbins() == 0; }, 20000));
@@ -923,12 +921,10 @@ guint handler_count(gpointer instance, const char *signal) {
 // viewers.
 TEST(WhepServerSink, ViewersShareIceAgentsAndLeaveNothingBehind) {
   Source src(30, false, 15, "ice-sessions-per-agent=2");
-  ASSERT_TRUE(src.play_and_wait_caps(false));
+  auto viewers = decoding_viewers(src, 3, false);
+  ASSERT_EQ(viewers.size(), 3u);
   Viewer::Options o;
   o.audio = false;
-  auto viewers = join_viewers(src.sink.get(), 3, o);
-  ASSERT_EQ(viewers.size(), 3u);
-  ASSERT_TRUE(all_decode(viewers, 10, 0, 20000));
 
   struct Ice {
     gobj::Ref<GObject> agent;
