@@ -39,38 +39,38 @@ std::string join_list(const std::vector<std::string> &items) {
   return out;
 }
 
+bool configure_nice_agent(NiceAgent *agent, const IceSettings &settings) {
+  ensure_debug();
+  // UPnP multicasts SSDP on every interface: never wanted.
+  g_object_set(agent, "upnp", FALSE, "ice-tcp", settings.ice_tcp ? TRUE : FALSE, nullptr);
+  bool ok = true;
+  for (const auto &addr : settings.local_addresses) {
+    NiceAddress na;
+    nice_address_init(&na);
+    if (!nice_address_set_from_string(&na, addr.c_str())) {
+      GST_WARNING("ignoring invalid ICE address '%s'", addr.c_str());
+      ok = false;
+    } else if (!nice_agent_add_local_address(agent, &na)) {
+      GST_WARNING("could not add local address '%s'", addr.c_str());
+      ok = false;
+    }
+  }
+  return ok;
+}
+
 bool configure_ice(GstElement *webrtcbin, const IceSettings &settings) {
   ensure_debug();
   bool ok = true;
   gobj::Ref<GstObject> ice;
   g_object_get(webrtcbin, "ice-agent", ice.out(), nullptr);
-  // A shared agent was configured once, when the pool made it.
-  if (ice && !is_shared_ice(ice.get())) {
-    // Only GstWebRTCNice has these; check so another ICE implementation
-    // does not make us emit GLib criticals.
-    if (g_object_class_find_property(G_OBJECT_GET_CLASS(ice.get()), "ice-tcp"))
-      g_object_set(ice.get(), "ice-tcp", settings.ice_tcp ? TRUE : FALSE, nullptr);
-    if (g_object_class_find_property(G_OBJECT_GET_CLASS(ice.get()), "agent")) {
-      gobj::Ref<NiceAgent> agent;
-      g_object_get(ice.get(), "agent", agent.out(), nullptr);
-      if (agent) {
-        // UPnP multicasts SSDP on every interface: never wanted by default.
-        g_object_set(agent.get(), "upnp", FALSE, nullptr);
-        for (const auto &addr : settings.local_addresses) {
-          NiceAddress na;
-          nice_address_init(&na);
-          if (!nice_address_set_from_string(&na, addr.c_str())) {
-            GST_WARNING_OBJECT(webrtcbin, "ignoring invalid ICE address '%s'", addr.c_str());
-            ok = false;
-            continue;
-          }
-          if (!nice_agent_add_local_address(agent.get(), &na)) {
-            GST_WARNING_OBJECT(webrtcbin, "could not add local address '%s'", addr.c_str());
-            ok = false;
-          }
-        }
-      }
-    }
+  // A shared agent was configured once, when the pool made it. Only
+  // GstWebRTCNice has an "agent"; check so another ICE implementation does
+  // not make us emit GLib criticals.
+  if (ice && !is_shared_ice(ice.get()) &&
+      g_object_class_find_property(G_OBJECT_GET_CLASS(ice.get()), "agent")) {
+    gobj::Ref<NiceAgent> agent;
+    g_object_get(ice.get(), "agent", agent.out(), nullptr);
+    if (agent) ok = configure_nice_agent(agent.get(), settings);
   }
   if (!settings.stun_server.empty())
     g_object_set(webrtcbin, "stun-server", settings.stun_server.c_str(), nullptr);

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+typedef struct _NiceAgent NiceAgent;
+
 namespace whipwhep {
 
 struct IceSettings {
@@ -27,6 +29,11 @@ std::string join_list(const std::vector<std::string> &items);
 // switch UPnP off, set STUN/TURN. Returns false (and logs) if an address is
 // not a valid IP address.
 bool configure_ice(GstElement *webrtcbin, const IceSettings &settings);
+
+// The part of configure_ice() that is the libnice agent's own (also for a
+// shared agent, shared-ice.h): UPnP off, ICE-TCP as set, host candidates on
+// local_addresses only. Returns false (and logs) for an invalid address.
+bool configure_nice_agent(NiceAgent *agent, const IceSettings &settings);
 
 // Parse one RFC 8288 `Link` header value list into STUN/TURN URLs usable by
 // webrtcbin ("stun://host:port", "turn://user:pass@host:port"). Only entries

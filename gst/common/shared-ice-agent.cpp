@@ -42,8 +42,18 @@ AgentHost::AgentHost(const IceSettings &settings, std::string key, guint session
   agent_ = gobj::adopt(nice_agent_new_full(
       context_.get(), NICE_COMPATIBILITY_RFC5245,
       NiceAgentOption(NICE_AGENT_OPTION_ICE_TRICKLE | NICE_AGENT_OPTION_REGULAR_NOMINATION)));
-  // UPnP multicasts SSDP on every interface: never wanted.
-  g_object_set(agent_.get(), "upnp", FALSE, "ice-tcp", settings.ice_tcp ? TRUE : FALSE, nullptr);
+  configure_nice_agent(agent_.get(), settings);
+  // Agent-wide, so here once: the pool keys agents by STUN server.
+  if (GstUri *uri = settings.stun_server.empty()
+                        ? nullptr
+                        : gst_uri_from_string_escaped(settings.stun_server.c_str())) {
+    if (const gchar *host = gst_uri_get_host(uri)) {
+      const guint port = gst_uri_get_port(uri);
+      g_object_set(agent_.get(), "stun-server", host, "stun-server-port",
+                   port == GST_URI_NO_PORT ? 3478u : port, nullptr);
+    }
+    gst_uri_unref(uri);
+  }
   // libnice paces ordinary connectivity checks per agent, one every Ta
   // (20 ms) over all its streams: a burst of viewers sharing the agent
   // queued behind each other (set-up rate 72/s at 32 per agent against 97/s
@@ -51,13 +61,6 @@ AgentHost::AgentHost(const IceSettings &settings, std::string key, guint session
   // each session is paced as if it had the agent alone.
   g_object_set(agent_.get(), "stun-pacing-timer", std::max(1u, kTaMs / sessions_per_agent),
                nullptr);
-  for (const auto &addr : settings.local_addresses) {
-    NiceAddress na;
-    nice_address_init(&na);
-    if (!nice_address_set_from_string(&na, addr.c_str()) ||
-        !nice_agent_add_local_address(agent_.get(), &na))
-      GST_WARNING("ignoring ICE address '%s'", addr.c_str());
-  }
   candidate_handler_ = g_signal_connect(agent_.get(), "new-candidate-full",
                                         G_CALLBACK(&AgentHost::on_new_candidate), this);
   gathered_handler_ = g_signal_connect(agent_.get(), "candidate-gathering-done",
@@ -201,17 +204,6 @@ void detach_host(std::shared_ptr<AgentHost> &host) {
       p.hosts.erase(std::remove(p.hosts.begin(), p.hosts.end(), host), p.hosts.end());
   }
   host.reset();  // the last holder joins the agent's thread, outside the lock
-}
-
-void pool_counts(guint *agents, guint *sessions, guint *streams) {
-  *agents = *sessions = *streams = 0;
-  Pool &p = pool();
-  std::lock_guard<std::mutex> g(p.lock);
-  for (auto &h : p.hosts) {
-    (*agents)++;
-    *sessions += h->sessions;
-    *streams += h->streams();
-  }
 }
 
 bool parse_turn_server(const gchar *uri_string, TurnServer *out) {

@@ -87,8 +87,6 @@ void attach_pool(GType type);
 std::shared_ptr<AgentHost> attach_host(const IceSettings &settings, guint per_agent);
 // One session fewer; the host (agent and thread) goes with its last.
 void detach_host(std::shared_ptr<AgentHost> &host);
-// agents, sessions, streams over the pool.
-void pool_counts(guint *agents, guint *sessions, guint *streams);
 
 // TURN servers, parsed as GstWebRTCNice parses them.
 struct TurnServer {

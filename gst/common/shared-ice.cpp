@@ -14,14 +14,13 @@
 GST_DEBUG_CATEGORY(shared_ice_debug);
 #define GST_CAT_DEFAULT shared_ice_debug
 
-
 using namespace whipwhep;
 using namespace whipwhep::shared_ice;
 
 // The plugin and a program that also links this library (the tests) each
 // carry a copy of this file: the first copy to run registers the types, the
 // other uses them by name (G_DEFINE_TYPE would register twice and fail).
-// Each copy keeps its own pool, used by the objects it creates.
+// The registrant attaches the process's one pool of agents to the type.
 static GType register_type_once(const char *name, GType parent, gsize class_size,
                                 GClassInitFunc class_init, gsize instance_size,
                                 GInstanceInitFunc instance_init) {
@@ -278,16 +277,6 @@ static GstWebRTCICEStream *whipwhep_shared_ice_add_stream(GstWebRTCICE *ice, gui
       GST_ERROR_OBJECT(ice, "stream already added with session_id=%u", session_id);
       return nullptr;
     }
-  if (!st->stun_server.empty()) {
-    // Agent-wide, like GstWebRTCNice; the pool keys agents by STUN server.
-    GstUri *uri = gst_uri_from_string_escaped(st->stun_server.c_str());
-    if (uri && gst_uri_get_host(uri)) {
-      guint port = gst_uri_get_port(uri);
-      g_object_set(agent, "stun-server", gst_uri_get_host(uri), "stun-server-port",
-                   port == GST_URI_NO_PORT ? 3478u : port, nullptr);
-    }
-    if (uri) gst_uri_unref(uri);
-  }
   guint stream_id = nice_agent_add_stream(agent, 1);
   auto stream = gobj::sink(GST_WEBRTC_ICE_STREAM(g_object_new(
       whipwhep_shared_ice_stream_get_type(), "ice", ice, "stream-id", stream_id, nullptr)));
@@ -390,6 +379,8 @@ static gchar *get_string(GstWebRTCICE *ice, std::string SharedIceState::*field) 
 }
 
 static void whipwhep_shared_ice_set_stun_server(GstWebRTCICE *ice, const gchar *uri) {
+  // Kept for the getter: the agent's STUN server is the one its pool key
+  // names, set when the agent was made (shared-ice-agent.cpp).
   set_string(ice, &SharedIceState::stun_server, uri);
 }
 static gchar *whipwhep_shared_ice_get_stun_server(GstWebRTCICE *ice) {
@@ -556,12 +547,6 @@ guint ice_stream_id_of(GstElement *webrtcbin) {
   gobj::Ref<GstWebRTCICEStream> stream;
   g_object_get(ice.get(), "stream", stream.out(), nullptr);
   return stream ? stream->stream_id : 0;
-}
-
-SharedIcePoolStats shared_ice_pool_stats() {
-  SharedIcePoolStats s;
-  shared_ice::pool_counts(&s.agents, &s.sessions, &s.streams);
-  return s;
 }
 
 }  // namespace whipwhep

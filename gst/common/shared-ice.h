@@ -35,11 +35,4 @@ bool is_shared_ice(gpointer ice);
 // none yet: with a shared agent, stream ids are the agent's, not 1..n.
 guint ice_stream_id_of(GstElement *webrtcbin);
 
-struct SharedIcePoolStats {
-  guint agents = 0;    // live NiceAgents (one thread each)
-  guint sessions = 0;  // webrtcbins attached to them
-  guint streams = 0;   // libnice streams on them
-};
-SharedIcePoolStats shared_ice_pool_stats();
-
 }  // namespace whipwhep

@@ -139,5 +139,4 @@ gint64 BufferCounter::last_time() const {
   return v;
 }
 
-
 }  // namespace test

@@ -44,7 +44,6 @@ class BusWatcher {
   bool eos_ = false;
 };
 
-
 // Counts buffers through a pad (thread-safe).
 class BufferCounter {
  public:
