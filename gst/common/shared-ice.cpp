@@ -1,5 +1,6 @@
 #include "shared-ice.h"
 
+#include "ice-receive-src.h"
 #include "shared-ice-agent.h"
 
 #include <gst/webrtc/nice/nice.h>
@@ -108,6 +109,21 @@ static GstWebRTCICETransport *whipwhep_shared_ice_stream_find_transport(
   });
   g_weak_ref_init(weak.get(), trans);
   st->transports.push_back(std::move(weak));
+  // Receive on the agent's thread instead of a nicesrc thread per viewer
+  // (ice-receive-src.h). The nicesrc is still floating: nothing owns it yet.
+  gobj::Ref<NiceAgent> agent;
+  {
+    gobj::Ref<GstWebRTCICE> ice;
+    g_object_get(stream, "ice", ice.out(), nullptr);
+    if (ice) g_object_get(ice.get(), "agent", agent.out(), nullptr);
+  }
+  if (agent) {
+    if (trans->src) gobj::sink(trans->src);
+    trans->src = ice_receive_src_new(agent.get(), stream->stream_id,
+                                     component == GST_WEBRTC_ICE_COMPONENT_RTP
+                                         ? NICE_COMPONENT_TYPE_RTP
+                                         : NICE_COMPONENT_TYPE_RTCP);
+  }
   // GstWebRTCNiceTransport disconnects its handlers from the agent when
   // finalized, but only while its ICE object is alive, and webrtcbin may
   // drop the transport after the ICE object: the transport keeps it alive

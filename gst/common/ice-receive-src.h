@@ -1,0 +1,25 @@
+// A source element for one libnice component that has no thread of its own.
+//
+// webrtcbin (1.22) receives each transport through a `nicesrc`, a GstBaseSrc
+// whose streaming thread runs a main context of its own where libnice reads
+// the component's sockets. On a shared agent (shared-ice.h) that is still a
+// thread per viewer, for what is on the server side a few packets a second
+// (the viewer's STUN consent checks, its SRTCP reports and feedback). This
+// element attaches the component's receive callback to the agent's own main
+// context instead, and pushes each datagram from there. The agent's thread
+// never blocks on it: the first element that can wait (the queue in
+// webrtcbin's transport receive bin, ahead of its receive-state block) is
+// downstream of everything that runs here.
+#pragma once
+
+#include <gst/gst.h>
+#include <nice/agent.h>
+
+namespace whipwhep {
+
+// A floating element (as gst_element_factory_make) for `component` of
+// `stream_id` on `agent`. It receives between READY->PAUSED and
+// PAUSED->READY; its "src" pad carries ANY caps.
+GstElement *ice_receive_src_new(NiceAgent *agent, guint stream_id, guint component);
+
+}  // namespace whipwhep
