@@ -181,7 +181,10 @@ std::string settings_key(const IceSettings &s) {
 }  // namespace
 
 std::shared_ptr<AgentHost> attach_host(const IceSettings &settings, guint per_agent) {
-  const std::string key = settings_key(settings);
+  // The capacity is part of the key: it sets the agent's check pacing, and
+  // an element asking for N sessions per agent gets agents of N, not places
+  // left on another element's larger ones.
+  const std::string key = settings_key(settings) + "|per-agent=" + std::to_string(per_agent);
   Pool &p = pool();
   std::lock_guard<std::mutex> g(p.lock);
   for (auto &h : p.hosts)
