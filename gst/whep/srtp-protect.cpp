@@ -74,32 +74,54 @@ struct SrtpProtector::HmacSha1 {
   }
 };
 
-SrtpProtector::SrtpProtector() = default;
-SrtpProtector::~SrtpProtector() { EVP_CIPHER_CTX_free(cipher_); }
+SrtpProtector::SessionKeys::SessionKeys() = default;
+SrtpProtector::SessionKeys::~SessionKeys() { EVP_CIPHER_CTX_free(cipher); }
 
-bool SrtpProtector::init(const guint8 *master, size_t master_len, size_t tag_len) {
-  if (master_len != 30 || (tag_len != 10 && tag_len != 4)) return false;
+// RTP's session keys are labels 0, 1, 2; RTCP's 3, 4, 5 (RFC 3711 4.3.2).
+bool SrtpProtector::SessionKeys::derive(const guint8 *master, guint8 first_label, size_t tag) {
   const guint8 *mkey = master, *msalt = master + 16;
   guint8 session_key[16], auth_key[20];
-  if (!derive(mkey, msalt, 0x00, session_key, sizeof session_key) ||
-      !derive(mkey, msalt, 0x01, auth_key, sizeof auth_key) ||
-      !derive(mkey, msalt, 0x02, salt_, sizeof salt_))
-    return false;
-  EVP_CIPHER_CTX *cipher = EVP_CIPHER_CTX_new();
-  const bool ok =
-      cipher && EVP_EncryptInit_ex(cipher, EVP_aes_128_ctr(), nullptr, session_key, nullptr) == 1;
+  bool ok = whipwhep::derive(mkey, msalt, first_label, session_key, sizeof session_key) &&
+            whipwhep::derive(mkey, msalt, guint8(first_label + 1), auth_key, sizeof auth_key) &&
+            whipwhep::derive(mkey, msalt, guint8(first_label + 2), salt, sizeof salt);
+  EVP_CIPHER_CTX *c = ok ? EVP_CIPHER_CTX_new() : nullptr;
+  ok = c && EVP_EncryptInit_ex(c, EVP_aes_128_ctr(), nullptr, session_key, nullptr) == 1;
   OPENSSL_cleanse(session_key, sizeof session_key);
-  if (!ok) {
-    OPENSSL_cleanse(auth_key, sizeof auth_key);
+  if (ok) {
     EVP_CIPHER_CTX_free(cipher);
-    return false;
+    cipher = c;
+    mac = std::make_unique<HmacSha1>(auth_key);
+    tag_len = tag;
+  } else {
+    EVP_CIPHER_CTX_free(c);
   }
-  EVP_CIPHER_CTX_free(cipher_);
-  cipher_ = cipher;
-  mac_ = std::make_unique<HmacSha1>(auth_key);
   OPENSSL_cleanse(auth_key, sizeof auth_key);
-  tag_len_ = tag_len;
+  return ok;
+}
+
+bool SrtpProtector::SessionKeys::encrypt(guint32 ssrc, guint64 index, const guint8 *in,
+                                         guint8 *out, size_t n) {
+  // IV = (salt << 16) XOR (SSRC << 64) XOR (index << 16), RFC 3711 4.1.1.
+  guint8 iv[16] = {};
+  memcpy(iv, salt, 14);
+  for (int i = 0; i < 4; i++) iv[4 + i] ^= guint8(ssrc >> (24 - 8 * i));
+  for (int i = 0; i < 6; i++) iv[8 + i] ^= guint8(index >> (40 - 8 * i));
+  int done = 0;
+  return EVP_EncryptInit_ex(cipher, nullptr, nullptr, nullptr, iv) == 1 &&
+         EVP_EncryptUpdate(cipher, out, &done, in, int(n)) == 1;
+}
+
+SrtpProtector::SrtpProtector() = default;
+SrtpProtector::~SrtpProtector() = default;
+
+bool SrtpProtector::init(const guint8 *master, size_t master_len, size_t tag_len,
+                         size_t rtcp_tag_len) {
+  auto tag_ok = [](size_t t) { return t == 10 || t == 4; };
+  if (master_len != 30 || !tag_ok(tag_len) || !tag_ok(rtcp_tag_len)) return false;
+  if (!rtp_.derive(master, 0x00, tag_len) || !rtcp_.derive(master, 0x03, rtcp_tag_len))
+    return false;
   streams_.clear();
+  rtcp_index_ = kFirstRtcpIndex;
   return true;
 }
 
@@ -134,7 +156,7 @@ guint64 SrtpProtector::packet_index(Stream &s, guint16 seq) {
 
 size_t SrtpProtector::protect(const guint8 *in, size_t len, guint8 *p, size_t capacity, int pt) {
   const size_t hdr = rtp_header_length(in, len);
-  if (!ready() || hdr == 0 || capacity < len + tag_len_) return 0;
+  if (!ready() || hdr == 0 || capacity < len + rtp_.tag_len) return 0;
   if (p != in) memcpy(p, in, hdr);
   if (pt >= 0) p[1] = guint8((p[1] & 0x80) | (pt & 0x7f));
   const guint32 ssrc = (guint32(p[8]) << 24) | (guint32(p[9]) << 16) | (guint32(p[10]) << 8) | p[11];
@@ -143,22 +165,36 @@ size_t SrtpProtector::protect(const guint8 *in, size_t len, guint8 *p, size_t ca
   const guint64 index = packet_index(s, seq);
   const guint32 roc = guint32(index >> 16);
 
-  // IV = (salt << 16) XOR (SSRC << 64) XOR (index << 16), RFC 3711 4.1.1.
-  guint8 iv[16] = {};
-  memcpy(iv, salt_, 14);
-  for (int i = 0; i < 4; i++) iv[4 + i] ^= guint8(ssrc >> (24 - 8 * i));
-  for (int i = 0; i < 6; i++) iv[8 + i] ^= guint8(index >> (40 - 8 * i));
-  int out = 0;
-  if (EVP_EncryptInit_ex(cipher_, nullptr, nullptr, nullptr, iv) != 1 ||
-      EVP_EncryptUpdate(cipher_, p + hdr, &out, in + hdr, int(len - hdr)) != 1)
-    return 0;
+  if (!rtp_.encrypt(ssrc, index, in + hdr, p + hdr, len - hdr)) return 0;
 
   // Tag = HMAC-SHA1(auth key, packet || ROC), truncated (RFC 3711 4.2).
   const guint8 roc_be[4] = {guint8(roc >> 24), guint8(roc >> 16), guint8(roc >> 8), guint8(roc)};
   guint8 tag[SHA_DIGEST_LENGTH];
-  mac_->tag(p, len, roc_be, sizeof roc_be, tag);
-  memcpy(p + len, tag, tag_len_);
-  return len + tag_len_;
+  rtp_.mac->tag(p, len, roc_be, sizeof roc_be, tag);
+  memcpy(p + len, tag, rtp_.tag_len);
+  return len + rtp_.tag_len;
+}
+
+size_t SrtpProtector::protect_rtcp(const guint8 *in, size_t len, guint8 *out, size_t capacity) {
+  // A compound packet starts with an SR or RR (RFC 3550 6.1), type 200/201.
+  if (!ready() || len < 8 || (in[0] & 0xc0) != 0x80 || (in[1] != 200 && in[1] != 201) ||
+      capacity < len + 4 + rtcp_.tag_len)
+    return 0;
+  if (out != in) memcpy(out, in, 8);
+  const guint32 ssrc =
+      (guint32(in[4]) << 24) | (guint32(in[5]) << 16) | (guint32(in[6]) << 8) | in[7];
+  const guint32 index = rtcp_index_;
+  rtcp_index_ = (rtcp_index_ + 1) & 0x7fffffff;
+  if (!rtcp_.encrypt(ssrc, index, in + 8, out + 8, len - 8)) return 0;
+  // E flag (encrypted) and the 31-bit index, then the tag over the packet
+  // and both (RFC 3711 3.4).
+  const guint32 e_index = 0x80000000u | index;
+  guint8 *trailer = out + len;
+  for (int i = 0; i < 4; i++) trailer[i] = guint8(e_index >> (24 - 8 * i));
+  guint8 tag[SHA_DIGEST_LENGTH];
+  rtcp_.mac->tag(out, len + 4, nullptr, 0, tag);
+  memcpy(trailer + 4, tag, rtcp_.tag_len);
+  return len + 4 + rtcp_.tag_len;
 }
 
 }  // namespace whipwhep

@@ -33,10 +33,20 @@ class SrtpProtector {
   SrtpProtector(const SrtpProtector &) = delete;
   SrtpProtector &operator=(const SrtpProtector &) = delete;
 
+  // The bytes SRTCP adds after the compound RTCP packet, at most (E flag
+  // and index, then the tag).
+  static constexpr size_t kMaxRtcpTrailer = 4 + 10;
+  // SRTCP's first index (see protect_rtcp).
+  static constexpr guint32 kFirstRtcpIndex = 1u << 20;
+
   // master = 16-byte key followed by 14-byte salt; tag_len 10 (SHA1_80) or
-  // 4 (SHA1_32). False if the key or tag length is not one of those.
-  bool init(const guint8 *master, size_t master_len, size_t tag_len);
-  bool ready() const { return cipher_ != nullptr; }
+  // 4 (SHA1_32), for RTP and for RTCP. False if the key or a tag length is
+  // not one of those.
+  bool init(const guint8 *master, size_t master_len, size_t tag_len) {
+    return init(master, master_len, tag_len, tag_len);
+  }
+  bool init(const guint8 *master, size_t master_len, size_t tag_len, size_t rtcp_tag_len);
+  bool ready() const { return rtp_.cipher != nullptr; }
 
   // Encrypts the RTP packet in place and appends the tag; `capacity` must
   // be at least len + kMaxTrailer. Returns the SRTP length, 0 if `packet`
@@ -47,6 +57,15 @@ class SrtpProtector {
   // The same from `in` into `out` (no copy of the payload before it is
   // encrypted), with the payload type rewritten to `pt` unless pt < 0.
   size_t protect(const guint8 *in, size_t len, guint8 *out, size_t capacity, int pt);
+
+  // SRTCP (RFC 3711 3.4): the compound RTCP packet `in` encrypted after its
+  // first 8 bytes into `out` (may be `in`), followed by the E flag with the
+  // SRTCP index and the tag; `capacity` >= len + kMaxRtcpTrailer. Returns
+  // the SRTCP length, 0 if `in` is not RTCP. The index starts at
+  // kFirstRtcpIndex, above any a libsrtp context for the same SSRC (srtpenc,
+  // before this path took over) can have used in its first hours: the
+  // receiver's replay window only takes indexes that move forward.
+  size_t protect_rtcp(const guint8 *in, size_t len, guint8 *out, size_t capacity);
 
  private:
   struct Stream {
@@ -59,11 +78,21 @@ class SrtpProtector {
   guint64 packet_index(Stream &s, guint16 seq);
   Stream &stream(guint32 ssrc);
 
-  EVP_CIPHER_CTX *cipher_ = nullptr;  // AES-128-CTR with the session key
-  struct HmacSha1;                    // srtp-protect.cpp
-  std::unique_ptr<HmacSha1> mac_;     // HMAC-SHA1 with the session auth key
-  guint8 salt_[14] = {};
-  size_t tag_len_ = 10;
+  struct HmacSha1;  // srtp-protect.cpp
+  // One direction's session keys (RFC 3711 4.3): RTP's or RTCP's.
+  struct SessionKeys {
+    EVP_CIPHER_CTX *cipher = nullptr;  // AES-128-CTR with the session key
+    std::unique_ptr<HmacSha1> mac;     // HMAC-SHA1 with the session auth key
+    guint8 salt[14] = {};
+    size_t tag_len = 10;
+    SessionKeys();
+    ~SessionKeys();
+    bool derive(const guint8 *master, guint8 first_label, size_t tag);
+    // AES-CM over `n` bytes with IV = salt XOR (ssrc << 64) XOR (index << 16).
+    bool encrypt(guint32 ssrc, guint64 index, const guint8 *in, guint8 *out, size_t n);
+  };
+  SessionKeys rtp_, rtcp_;
+  guint32 rtcp_index_ = kFirstRtcpIndex;
   std::vector<Stream> streams_;  // one per SSRC: a viewer has one or two
 };
 

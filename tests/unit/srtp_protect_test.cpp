@@ -44,13 +44,36 @@ std::vector<guint8> rtp_packet(guint16 seq, guint32 ssrc, size_t payload, int cs
   return p;
 }
 
+// A compound RTCP packet as rtpsession sends it: an SR, then an SDES with
+// the CNAME.
+std::vector<guint8> rtcp_compound(guint32 ssrc, guint32 packets) {
+  std::vector<guint8> p = {0x80, 200, 0x00, 0x06};  // SR, no report blocks, 7 words
+  auto u32 = [&](guint32 v) {
+    for (int i = 0; i < 4; i++) p.push_back(guint8(v >> (24 - 8 * i)));
+  };
+  u32(ssrc);
+  u32(0xe1234567), u32(0x89abcdef);  // NTP time
+  u32(packets * 3000), u32(packets), u32(packets * 1100);
+  const char cname[] = "user1@host-12345";  // 16 bytes: SDES item 2 + 16 + end, padded
+  p.insert(p.end(), {0x81, 202, 0x00, 0x06});
+  u32(ssrc);
+  p.push_back(1);
+  p.push_back(guint8(sizeof cname - 1));
+  p.insert(p.end(), cname, cname + sizeof cname - 1);
+  while (p.size() % 4) p.push_back(0);  // the end of the items, then padding: 7 words
+  return p;
+}
+
 struct Decryptor {
   gobj::Ref<GstElement> pipeline;
   gobj::Ref<GstElement> src, sink;
 
-  Decryptor(guint32 ssrc, const char *auth) {
+  // rtcp: decrypt SRTCP (srtpdec's RTCP pads) instead of SRTP.
+  Decryptor(guint32 ssrc, const char *auth, bool rtcp = false) {
     pipeline = gobj::sink(gst_parse_launch(
-        "appsrc name=src format=time is-live=true ! srtpdec ! appsink name=sink sync=false",
+        rtcp ? "appsrc name=src format=time is-live=true ! d.rtcp_sink srtpdec name=d "
+               "d.rtcp_src ! appsink name=sink sync=false"
+             : "appsrc name=src format=time is-live=true ! srtpdec ! appsink name=sink sync=false",
         nullptr));
     if (!pipeline) return;
     src = gobj::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), "src"));
@@ -58,7 +81,7 @@ struct Decryptor {
     auto key = master_key();
     gobj::Ref<GstBuffer> kb = gobj::adopt(gst_buffer_new_memdup(key.data(), key.size()));
     gobj::Ref<GstCaps> caps = gobj::adopt(gst_caps_new_simple(
-        "application/x-srtp", "ssrc", G_TYPE_UINT, ssrc, "srtp-key", GST_TYPE_BUFFER, kb.get(),
+        rtcp ? "application/x-srtcp" : "application/x-srtp", "ssrc", G_TYPE_UINT, ssrc, "srtp-key", GST_TYPE_BUFFER, kb.get(),
         "srtp-cipher", G_TYPE_STRING, "aes-128-icm", "srtp-auth", G_TYPE_STRING, auth,
         "srtcp-cipher", G_TYPE_STRING, "aes-128-icm", "srtcp-auth", G_TYPE_STRING, auth,
         "media", G_TYPE_STRING, "video", "clock-rate", G_TYPE_INT, 90000, "encoding-name",
@@ -163,4 +186,53 @@ TEST(SrtpProtect, RefusesBadKeysAndNonRtp) {
   EXPECT_EQ(0u, p.protect(junk, 30, sizeof junk));    // version 1
   auto pkt = rtp_packet(1, 1, 20, 0, false);
   EXPECT_EQ(0u, p.protect(pkt.data(), pkt.size(), pkt.size()));  // no room for the tag
+}
+
+// SRTCP as a viewer's webrtcbin (srtpdec, libsrtp) reads it: compound
+// SR + SDES packets, E flag and index, both tag lengths; the index moves on.
+void rtcp_round_trip(size_t tag_len, const char *auth) {
+  const guint32 ssrc = 0x0a0b0c0d;
+  Decryptor dec(ssrc, auth, true);
+  ASSERT_TRUE(dec.pipeline);
+  SrtpProtector p;
+  auto key = master_key();
+  ASSERT_TRUE(p.init(key.data(), key.size(), 10, tag_len));
+  for (guint32 i = 0; i < 5; i++) {
+    const auto plain = rtcp_compound(ssrc, 100 + i);
+    std::vector<guint8> wire(plain.size() + SrtpProtector::kMaxRtcpTrailer);
+    const size_t n = p.protect_rtcp(plain.data(), plain.size(), wire.data(), wire.size());
+    ASSERT_EQ(n, plain.size() + 4 + tag_len);
+    EXPECT_EQ(0, memcmp(wire.data(), plain.data(), 8)) << "header and SSRC stay clear";
+    EXPECT_NE(0, memcmp(wire.data() + 8, plain.data() + 8, plain.size() - 8)) << "not encrypted";
+    const guint32 e_index = (guint32(wire[plain.size()]) << 24) |
+                            (guint32(wire[plain.size() + 1]) << 16) |
+                            (guint32(wire[plain.size() + 2]) << 8) | wire[plain.size() + 3];
+    EXPECT_EQ(e_index, 0x80000000u | (SrtpProtector::kFirstRtcpIndex + i));
+    dec.push(wire.data(), n);
+    EXPECT_EQ(dec.pull(), plain) << "SRTCP packet " << i << " did not decrypt";
+  }
+  // Not RTCP (an RTP packet): refused.
+  auto rtp = rtp_packet(1, ssrc, 50, 0, false);
+  std::vector<guint8> out(rtp.size() + SrtpProtector::kMaxRtcpTrailer);
+  EXPECT_EQ(0u, p.protect_rtcp(rtp.data(), rtp.size(), out.data(), out.size()));
+}
+
+TEST(SrtpProtect, SrtcpSha1_80DecryptsWithSrtpdec) { rtcp_round_trip(10, "hmac-sha1-80"); }
+
+TEST(SrtpProtect, SrtcpSha1_32DecryptsWithSrtpdec) { rtcp_round_trip(4, "hmac-sha1-32"); }
+
+TEST(SrtpProtect, SrtcpWithAWrongKeyIsRejected) {
+  const guint32 ssrc = 0x99;
+  Decryptor dec(ssrc, "hmac-sha1-80", true);
+  ASSERT_TRUE(dec.pipeline);
+  auto key = master_key();
+  key[29] ^= 1;  // the salt
+  SrtpProtector p;
+  ASSERT_TRUE(p.init(key.data(), key.size(), 10));
+  const auto plain = rtcp_compound(ssrc, 1);
+  std::vector<guint8> wire(plain.size() + SrtpProtector::kMaxRtcpTrailer);
+  const size_t n = p.protect_rtcp(plain.data(), plain.size(), wire.data(), wire.size());
+  ASSERT_GT(n, 0u);
+  dec.push(wire.data(), n);
+  EXPECT_TRUE(dec.pull(300 * GST_MSECOND).empty());
 }
