@@ -29,17 +29,23 @@ std::shared_ptr<DirectSender> DirectSender::activate(GstElement *webrtcbin, std:
   gobj::Ref<GstElement> srtpenc = find_by_factory(webrtcbin, "srtpenc");
   if (!srtpenc) return *why = "no srtpenc in webrtcbin", nullptr;
   gobj::Ref<GstBuffer> key;
-  gint cipher = -1, auth = -1;
-  g_object_get(srtpenc.get(), "key", key.out(), "rtp-cipher", &cipher, "rtp-auth", &auth, nullptr);
+  gint cipher = -1, auth = -1, rtcp_cipher = -1, rtcp_auth = -1;
+  g_object_get(srtpenc.get(), "key", key.out(), "rtp-cipher", &cipher, "rtp-auth", &auth,
+               "rtcp-cipher", &rtcp_cipher, "rtcp-auth", &rtcp_auth, nullptr);
   if (!key) return *why = "the DTLS-SRTP keys are not exported yet", nullptr;
-  if (cipher != kCipherAes128Icm || (auth != kAuthHmacSha1_80 && auth != kAuthHmacSha1_32))
+  auto sha1_tag = [](gint a) { return a == kAuthHmacSha1_80 ? 10 : a == kAuthHmacSha1_32 ? 4 : 0; };
+  if (cipher != kCipherAes128Icm || !sha1_tag(auth))
     return *why = "SRTP profile other than AES-CM-128/HMAC-SHA1", nullptr;
+  // RTCP is taken over only where it is protected as srtpenc would (the
+  // receiver cannot tell the difference).
+  const bool rtcp = rtcp_cipher == kCipherAes128Icm && sha1_tag(rtcp_auth);
 
   std::shared_ptr<DirectSender> d(new DirectSender());
   {
     GstMapInfo map;
     if (!gst_buffer_map(key.get(), &map, GST_MAP_READ)) return *why = "unreadable key", nullptr;
-    const bool ok = d->srtp_.init(map.data, map.size, auth == kAuthHmacSha1_80 ? 10 : 4);
+    const bool ok = d->srtp_.init(map.data, map.size, sha1_tag(auth),
+                                  rtcp ? sha1_tag(rtcp_auth) : sha1_tag(auth));
     gst_buffer_unmap(key.get(), &map);
     if (!ok) return *why = "unexpected SRTP master key length", nullptr;
   }
@@ -80,6 +86,20 @@ std::shared_ptr<DirectSender> DirectSender::activate(GstElement *webrtcbin, std:
           pad, GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
           +[](GstPad *, GstPadProbeInfo *, gpointer) { return GST_PAD_PROBE_DROP; }, nullptr,
           nullptr);
+      d->probes_.emplace_back(gobj::ref(pad), id);
+    } else if (rtcp && g_str_has_prefix(GST_PAD_NAME(pad), "rtcp_sink")) {
+      // rtpsession's SRs (and BYE): protected and sent here, not by libsrtp
+      // on NSS (a new PK11 context per packet) and nicesink.
+      gulong id = gst_pad_add_probe(
+          pad, GST_PAD_PROBE_TYPE_BUFFER,
+          +[](GstPad *, GstPadProbeInfo *info, gpointer data) {
+            auto self = static_cast<std::weak_ptr<DirectSender> *>(data)->lock();
+            if (!self) return GST_PAD_PROBE_OK;
+            return self->send_rtcp(GST_PAD_PROBE_INFO_BUFFER(info)) ? GST_PAD_PROBE_DROP
+                                                                     : GST_PAD_PROBE_OK;
+          },
+          new std::weak_ptr<DirectSender>(d),
+          +[](gpointer weak) { delete static_cast<std::weak_ptr<DirectSender> *>(weak); });
       d->probes_.emplace_back(gobj::ref(pad), id);
     }
     g_value_reset(&item);
@@ -182,6 +202,34 @@ guint DirectSender::resend(GstBuffer *packet, int pt) {
   guint n = send_locked(one, pt);
   resent_ += n;
   return n;
+}
+
+bool DirectSender::send_rtcp(GstBuffer *buffer) {
+  constexpr gsize kMaxPacket = 1500;
+  guint8 packet[kMaxPacket + SrtpProtector::kMaxRtcpTrailer];
+  const gsize size = gst_buffer_get_size(buffer);
+  if (size > kMaxPacket) return false;
+  gst_buffer_extract(buffer, 0, packet, size);
+  std::lock_guard<std::mutex> g(lock_);
+  // Once this path has sent SRTCP, srtpenc must not: its index is behind
+  // ours and the receiver would take its packets for replays.
+  if (closed_.load(std::memory_order_relaxed)) return rtcp_sent_.load() > 0;
+  const size_t len = srtp_.protect_rtcp(packet, size, packet, sizeof packet);
+  if (len == 0) return rtcp_sent_.load() > 0;
+  bool sent;
+  if (fd_ >= 0) {
+    ssize_t r;
+    do {
+      r = sendto(fd_, packet, len, MSG_DONTWAIT, reinterpret_cast<const sockaddr *>(&peer_),
+                 peer_len_);
+    } while (r < 0 && errno == EINTR);
+    sent = r == ssize_t(len);
+  } else {
+    sent = nice_agent_send(reinterpret_cast<NiceAgent *>(agent_.get()), stream_id_, 1, guint(len),
+                           reinterpret_cast<const gchar *>(packet)) == gint(len);
+  }
+  if (sent) rtcp_sent_++;
+  return true;  // a full socket buffer drops it, as nicesink would
 }
 
 DirectSender::Scratch &DirectSender::scratch() {

@@ -12,7 +12,8 @@
 // What keeps webrtcbin's RTCP right: rtpsession answers PLI and sends SRs
 // only for sources it has seen sending, so one packet per leg every
 // kKeepaliveUs still goes through webrtcbin (keepalive()); a pad probe drops
-// it at srtpenc, so it is never sent twice. NACKs, which webrtcbin's
+// it at srtpenc, so it is never sent twice. rtpsession's own RTCP (SRs) is
+// SRTCP-protected and sent on this path too (send_rtcp), at srtpenc's door. NACKs, which webrtcbin's
 // rtprtxsend can no longer answer (its history only has those keepalives),
 // are answered by the viewer session from the fan-out's shared history
 // (Fanout::recent) through resend().
@@ -78,7 +79,12 @@ class DirectSender {
   // No more sends; the socket is released. Call before stopping webrtcbin.
   void close();
 
+  // One compound RTCP packet of webrtcbin's (rtpsession's SRs) protected
+  // and sent on this path; false: leave it to srtpenc.
+  bool send_rtcp(GstBuffer *rtcp);
+
   guint64 dropped() const { return dropped_.load(); }
+  guint64 rtcp_sent() const { return rtcp_sent_.load(); }
   guint64 resent() const { return resent_.load(); }
   // Whether sends still use UDP GSO: false once the kernel refused it for
   // this viewer's socket (e.g. an IPsec policy on the route: EIO).
@@ -117,10 +123,10 @@ class DirectSender {
   gobj::Ref<GObject> agent_;
   gulong pair_handler_ = 0;
   guint stream_id_ = 0;
-  std::vector<std::pair<gobj::Ref<GstPad>, gulong>> probes_;  // on srtpenc's RTP sink pads
+  std::vector<std::pair<gobj::Ref<GstPad>, gulong>> probes_;  // on srtpenc's sink pads
   std::atomic<bool> closed_{false};
   std::atomic<gint64> last_keepalive_us_[4] = {};
-  std::atomic<guint64> dropped_{0}, resent_{0};
+  std::atomic<guint64> dropped_{0}, resent_{0}, rtcp_sent_{0};
 };
 
 }  // namespace whipwhep

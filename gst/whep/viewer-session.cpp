@@ -394,7 +394,7 @@ GstStructure *ViewerSession::stats() {
                            "packets-resent", G_TYPE_UINT64, direct ? direct->resent() : 0,
                            "packets-dropped", G_TYPE_UINT64, direct ? direct->dropped() : 0,
                            "udp-gso", G_TYPE_BOOLEAN, gboolean(direct && direct->udp_gso()),
-                           nullptr);
+                           "rtcp-sent", G_TYPE_UINT64, direct ? direct->rtcp_sent() : 0, nullptr);
 }
 
 }  // namespace whipwhep

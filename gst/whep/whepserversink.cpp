@@ -49,7 +49,9 @@
 // packets-resent and packets-dropped (uint64, direct path: retransmitted
 // on NACK; not sent because its socket buffer was full), udp-gso (boolean,
 // direct path: one GSO train per frame; false once the kernel refused GSO
-// on this viewer's route, then one datagram per packet);
+// on this viewer's route, then one datagram per packet), rtcp-sent
+// (uint64, direct path: webrtcbin's SRTCP packets, its SRs, protected and
+// sent there instead of through libsrtp and nicesink);
 // NULL for an unknown session. Synchronous, no promise involved.
 #include "whepserversink.h"
 

@@ -568,6 +568,60 @@ TEST(WhepServerSink, ViewerPliOnTheDirectPathRequestsAKeyframe) {
 
 TEST(WhepServerSink, LossyViewerRecoversWithRtxThroughWebrtcbin) { lossy_viewer_recovers(false); }
 
+// On the direct path the SRs leave through it too (SRTCP protected there,
+// not by srtpenc). The proof the viewer decrypted them: its rtpsession
+// takes a sender report newer than the one it had when this path had
+// already sent SRTCP (srtpenc sends nothing once this path has).
+guint64 viewer_sr_ntptime(GstElement *viewer_webrtcbin) {
+  gobj::Ref<GObject> session = gobj::adopt(bundled_rtp_session(viewer_webrtcbin));
+  if (!session) return 0;
+  gobj::Unique<GstStructure> st;
+  g_object_get(session.get(), "stats", static_cast<GstStructure **>(gobj::out(st)), nullptr);
+  const GValue *arr = st ? gst_structure_get_value(st.get(), "source-stats") : nullptr;
+  guint64 newest = 0;
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+  auto *sources = arr ? static_cast<GValueArray *>(g_value_get_boxed(arr)) : nullptr;
+  for (guint i = 0; sources && i < sources->n_values; i++) {
+    const GstStructure *src = gst_value_get_structure(g_value_array_get_nth(sources, i));
+    gboolean internal = FALSE, have_sr = FALSE;
+    guint64 ntp = 0;
+    gst_structure_get_boolean(src, "internal", &internal);
+    gst_structure_get_boolean(src, "have-sr", &have_sr);
+    if (!internal && have_sr && gst_structure_get_uint64(src, "sr-ntptime", &ntp))
+      newest = std::max(newest, ntp);
+  }
+  G_GNUC_END_IGNORE_DEPRECATIONS
+  return newest;
+}
+
+::testing::AssertionResult srs_taken(GstElement *sink, const std::string &session,
+                                     GstElement *viewer_webrtcbin) {
+  guint64 rtcp_sent = 0, before = 0, now = 0;
+  auto sent = [&] {
+    auto st = viewer_stats(sink, session);
+    if (st) gst_structure_get_uint64(st.get(), "rtcp-sent", &rtcp_sent);
+    return rtcp_sent;
+  };
+  if (!test::wait_for([&] { return sent() >= 1; }, 10000))
+    return ::testing::AssertionFailure() << "no SRTCP sent on the direct path";
+  before = viewer_sr_ntptime(viewer_webrtcbin);
+  if (test::wait_for([&] { return (now = viewer_sr_ntptime(viewer_webrtcbin)) > before; }, 10000))
+    return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "rtcp-sent " << sent() << ", the viewer's newest SR "
+                                       << now << " (was " << before << ")";
+}
+
+TEST(WhepServerSink, DirectPathSendsSrsTheViewersTake) {
+  Source src;
+  auto viewers = decoding_viewers(src, 2);
+  ASSERT_EQ(viewers.size(), 2u);
+  for (auto &v : viewers) EXPECT_TRUE(srs_taken(src.sink.get(), v->session, v->webrtc.get()));
+  const guint64 n0 = viewers[0]->video.n(), n1 = viewers[1]->video.n();
+  EXPECT_TRUE(test::wait_for(
+      [&] { return viewers[0]->video.n() > n0 + 30 && viewers[1]->video.n() > n1 + 30; }, 15000))
+      << "decoding goes on";
+}
+
 // Relayed (TURN) and TCP ICE pairs make the direct path send through
 // libnice instead of sendmmsg on the pair's socket. No TURN server here:
 // WHIPWHEP_DIRECT_SEND_VIA_AGENT forces that path on loopback pairs.
@@ -587,6 +641,7 @@ TEST(WhepServerSink, DirectSendThroughLibniceDecodes) {
     gboolean direct = FALSE;
     gst_structure_get_boolean(st.get(), "direct-send", &direct);
     EXPECT_TRUE(direct);
+    EXPECT_TRUE(srs_taken(src.sink.get(), v->session, v->webrtc.get()));
   }
 }
 
