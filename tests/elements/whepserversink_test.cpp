@@ -87,6 +87,9 @@ class Source {
     pipeline = gobj::sink(gst_parse_launch(desc.c_str(), gobj::out(err)));
     EXPECT_TRUE(pipeline) << (err ? err->message : "");
     sink = gobj::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink"));
+    // Messages left queued on the bus would keep their sources (a viewer's
+    // nicesink, and through it its ICE agent) alive: take them as they come.
+    if (pipeline) bus = std::make_unique<test::BusWatcher>(pipeline.get());
   }
   ~Source() {
     if (pipeline) gst_element_set_state(pipeline.get(), GST_STATE_NULL);
@@ -119,6 +122,7 @@ class Source {
     return n;
   }
   gobj::Ref<GstElement> pipeline, sink;
+  std::unique_ptr<test::BusWatcher> bus;
 };
 
 HttpResponse request(GstElement *sink, const std::string &method, const std::string &session,
@@ -461,6 +465,57 @@ TEST(WhepServerSink, StatsQueriedDuringChurnAreConsistent) {
   EXPECT_EQ(incomplete.load(), 0u);
 }
 
+// On the direct path the SRs leave through it too (SRTCP protected there,
+// not by srtpenc). The proof the viewer decrypted them: its rtpsession
+// takes a sender report newer than the one it had when this path had
+// already sent SRTCP (srtpenc sends nothing once this path has).
+guint64 viewer_sr_ntptime(GstElement *viewer_webrtcbin) {
+  gobj::Ref<GObject> session = gobj::adopt(bundled_rtp_session(viewer_webrtcbin));
+  if (!session) return 0;
+  gobj::Unique<GstStructure> st;
+  g_object_get(session.get(), "stats", static_cast<GstStructure **>(gobj::out(st)), nullptr);
+  const GValue *arr = st ? gst_structure_get_value(st.get(), "source-stats") : nullptr;
+  guint64 newest = 0;
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+  auto *sources = arr ? static_cast<GValueArray *>(g_value_get_boxed(arr)) : nullptr;
+  for (guint i = 0; sources && i < sources->n_values; i++) {
+    const GstStructure *src = gst_value_get_structure(g_value_array_get_nth(sources, i));
+    gboolean internal = FALSE, have_sr = FALSE;
+    guint64 ntp = 0;
+    gst_structure_get_boolean(src, "internal", &internal);
+    gst_structure_get_boolean(src, "have-sr", &have_sr);
+    if (!internal && have_sr && gst_structure_get_uint64(src, "sr-ntptime", &ntp))
+      newest = std::max(newest, ntp);
+  }
+  G_GNUC_END_IGNORE_DEPRECATIONS
+  return newest;
+}
+
+::testing::AssertionResult srs_taken(GstElement *sink,
+                                     const std::vector<std::unique_ptr<Viewer>> &viewers) {
+  auto rtcp_sent = [&](const Viewer &v) {
+    guint64 n = 0;
+    if (auto st = viewer_stats(sink, v.session)) gst_structure_get_uint64(st.get(), "rtcp-sent", &n);
+    return n;
+  };
+  for (auto &v : viewers)
+    if (!test::wait_for([&] { return rtcp_sent(*v) >= 1; }, 10000))
+      return ::testing::AssertionFailure() << "no SRTCP sent on the direct path";
+  std::vector<guint64> before;
+  for (auto &v : viewers) before.push_back(viewer_sr_ntptime(v->webrtc.get()));
+  const bool newer = test::wait_for([&] {
+    for (size_t i = 0; i < viewers.size(); i++)
+      if (viewer_sr_ntptime(viewers[i]->webrtc.get()) <= before[i]) return false;
+    return true;
+  }, 10000);
+  if (newer) return ::testing::AssertionSuccess();
+  auto failure = ::testing::AssertionFailure();
+  for (size_t i = 0; i < viewers.size(); i++)
+    failure << "viewer " << i << ": rtcp-sent " << rtcp_sent(*viewers[i]) << ", newest SR "
+            << viewer_sr_ntptime(viewers[i]->webrtc.get()) << " (was " << before[i] << "); ";
+  return failure;
+}
+
 // Loss on the wire towards one viewer: every 20th RTP packet (5 %) is
 // dropped as it arrives at the viewer's ICE socket, so only a
 // retransmission can repair it. With direct-send the server answers NACKs
@@ -509,6 +564,7 @@ void lossy_viewer_recovers(bool direct_send) {
   EXPECT_GT(nacks, 0u);
   if (direct_send) {
     EXPECT_GT(resent, 0u);
+    EXPECT_TRUE(srs_taken(src.sink.get(), viewers));
   }
   EXPECT_GT(bytes, 10000u);
   EXPECT_LT(viewers[0]->video.largest_gap() / 1000, 400);
@@ -568,59 +624,6 @@ TEST(WhepServerSink, ViewerPliOnTheDirectPathRequestsAKeyframe) {
 
 TEST(WhepServerSink, LossyViewerRecoversWithRtxThroughWebrtcbin) { lossy_viewer_recovers(false); }
 
-// On the direct path the SRs leave through it too (SRTCP protected there,
-// not by srtpenc). The proof the viewer decrypted them: its rtpsession
-// takes a sender report newer than the one it had when this path had
-// already sent SRTCP (srtpenc sends nothing once this path has).
-guint64 viewer_sr_ntptime(GstElement *viewer_webrtcbin) {
-  gobj::Ref<GObject> session = gobj::adopt(bundled_rtp_session(viewer_webrtcbin));
-  if (!session) return 0;
-  gobj::Unique<GstStructure> st;
-  g_object_get(session.get(), "stats", static_cast<GstStructure **>(gobj::out(st)), nullptr);
-  const GValue *arr = st ? gst_structure_get_value(st.get(), "source-stats") : nullptr;
-  guint64 newest = 0;
-  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
-  auto *sources = arr ? static_cast<GValueArray *>(g_value_get_boxed(arr)) : nullptr;
-  for (guint i = 0; sources && i < sources->n_values; i++) {
-    const GstStructure *src = gst_value_get_structure(g_value_array_get_nth(sources, i));
-    gboolean internal = FALSE, have_sr = FALSE;
-    guint64 ntp = 0;
-    gst_structure_get_boolean(src, "internal", &internal);
-    gst_structure_get_boolean(src, "have-sr", &have_sr);
-    if (!internal && have_sr && gst_structure_get_uint64(src, "sr-ntptime", &ntp))
-      newest = std::max(newest, ntp);
-  }
-  G_GNUC_END_IGNORE_DEPRECATIONS
-  return newest;
-}
-
-::testing::AssertionResult srs_taken(GstElement *sink, const std::string &session,
-                                     GstElement *viewer_webrtcbin) {
-  guint64 rtcp_sent = 0, before = 0, now = 0;
-  auto sent = [&] {
-    auto st = viewer_stats(sink, session);
-    if (st) gst_structure_get_uint64(st.get(), "rtcp-sent", &rtcp_sent);
-    return rtcp_sent;
-  };
-  if (!test::wait_for([&] { return sent() >= 1; }, 10000))
-    return ::testing::AssertionFailure() << "no SRTCP sent on the direct path";
-  before = viewer_sr_ntptime(viewer_webrtcbin);
-  if (test::wait_for([&] { return (now = viewer_sr_ntptime(viewer_webrtcbin)) > before; }, 10000))
-    return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "rtcp-sent " << sent() << ", the viewer's newest SR "
-                                       << now << " (was " << before << ")";
-}
-
-TEST(WhepServerSink, DirectPathSendsSrsTheViewersTake) {
-  Source src;
-  auto viewers = decoding_viewers(src, 2);
-  ASSERT_EQ(viewers.size(), 2u);
-  for (auto &v : viewers) EXPECT_TRUE(srs_taken(src.sink.get(), v->session, v->webrtc.get()));
-  const guint64 n0 = viewers[0]->video.n(), n1 = viewers[1]->video.n();
-  EXPECT_TRUE(test::wait_for(
-      [&] { return viewers[0]->video.n() > n0 + 30 && viewers[1]->video.n() > n1 + 30; }, 15000))
-      << "decoding goes on";
-}
 
 // Relayed (TURN) and TCP ICE pairs make the direct path send through
 // libnice instead of sendmmsg on the pair's socket. No TURN server here:
@@ -641,8 +644,8 @@ TEST(WhepServerSink, DirectSendThroughLibniceDecodes) {
     gboolean direct = FALSE;
     gst_structure_get_boolean(st.get(), "direct-send", &direct);
     EXPECT_TRUE(direct);
-    EXPECT_TRUE(srs_taken(src.sink.get(), v->session, v->webrtc.get()));
   }
+  EXPECT_TRUE(srs_taken(src.sink.get(), viewers));
 }
 
 // The direct path sends a frame as one UDP GSO train; where the kernel
@@ -846,6 +849,7 @@ TEST(WhepServerSink, ViewersInternalStateMessagesStayInside) {
     GstObject *sink = nullptr;
   } count;
   count.sink = GST_OBJECT(src.sink.get());
+  src.bus.reset();  // this test's handler takes the messages instead
   gobj::Ref<GstBus> bus = gobj::adopt(gst_element_get_bus(src.pipeline.get()));
   gst_bus_set_sync_handler(
       bus.get(),
@@ -1043,9 +1047,7 @@ TEST(WhepServerSink, ViewersShareIceAgentsAndLeaveNothingBehind) {
   for (int i = 0; i < 2; i++)
     EXPECT_EQ(handler_count(shared, per_session[i]), before[i]) << per_session[i];
 
-  // The agents' threads go with their last viewers. (The NiceAgent objects
-  // themselves are still referenced from webrtcbin's side after that: an
-  // open leak, see bench/RESULTS.md.)
+  // The agents' threads go with their last viewers.
   auto agent_threads = [] {
     guint n = 0;
     if (DIR *d = opendir("/proc/self/task")) {
@@ -1063,11 +1065,25 @@ TEST(WhepServerSink, ViewersShareIceAgentsAndLeaveNothingBehind) {
     return n;
   };
   EXPECT_EQ(agent_threads(), 2u) << "two shared agents, one thread each";
+  GWeakRef agent_a, agent_c;
+  g_weak_ref_init(&agent_a, a.agent.get());
+  g_weak_ref_init(&agent_c, c.agent.get());
   a = b = c = Ice();
   for (auto &v : viewers) request(src.sink.get(), "DELETE", v->session, "");
   ASSERT_TRUE(test::wait_for([&] { return src.webrtcbins() == 0; }, 10000));
   EXPECT_TRUE(test::wait_for([&] { return agent_threads() == 0; }, 10000))
       << agent_threads() << " shared ICE agent threads outlived their viewers";
+  auto alive = [](GWeakRef *w) {
+    GObject *o = static_cast<GObject *>(g_weak_ref_get(w));
+    if (o) g_object_unref(o);
+    return o != nullptr;
+  };
+  // And so do the agents themselves: nothing keeps one once its last
+  // viewer's webrtcbin is gone (a viewer's nicesink holds it until then).
+  EXPECT_TRUE(test::wait_for([&] { return !alive(&agent_a) && !alive(&agent_c); }, 5000))
+      << "a shared NiceAgent outlived its viewers";
+  g_weak_ref_clear(&agent_a);
+  g_weak_ref_clear(&agent_c);
 }
 
 // whipsink -> whipserversrc ! whepserversink -> 3 viewers, all in-process
