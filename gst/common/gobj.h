@@ -12,6 +12,7 @@
 #include <gst/webrtc/webrtc.h>
 
 #include <memory>
+#include <mutex>
 #include <type_traits>
 #include <string>
 #include <utility>
@@ -148,6 +149,24 @@ template <class T> OutPtr<T> out(Unique<T> &u) { return OutPtr<T>(u); }
 
 inline std::string str_or(const gchar *s, const char *fallback = "") {
   return s ? std::string(s) : std::string(fallback);
+}
+
+// Registers a static type by name unless it exists. The plugin and a
+// program that also links the common library (the tests) each carry a copy
+// of the code defining our internal types: the first copy to run registers
+// them, the other uses them by name (G_DEFINE_TYPE would register twice and
+// fail). `registered` (optional) says whether this call did.
+inline GType register_type_once(const char *name, GType parent, gsize class_size,
+                                GClassInitFunc class_init, gsize instance_size,
+                                GInstanceInitFunc instance_init, bool *registered = nullptr) {
+  static std::mutex lock;
+  std::lock_guard<std::mutex> g(lock);
+  if (registered) *registered = false;
+  if (GType existing = g_type_from_name(name)) return existing;
+  if (registered) *registered = true;
+  return g_type_register_static_simple(parent, g_intern_static_string(name), guint(class_size),
+                                       class_init, guint(instance_size), instance_init,
+                                       GTypeFlags(0));
 }
 
 }  // namespace gobj

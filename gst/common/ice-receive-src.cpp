@@ -149,20 +149,14 @@ void instance_init(GTypeInstance *instance, gpointer) {
   gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
 }
 
-// The plugin and the tests each carry a copy of this file: register by name
-// once (as shared-ice.cpp does).
+// Registered once per process: the plugin and the tests each carry a copy.
 GType ice_receive_src_get_type() {
   static GType type = [] {
-    static std::mutex lock;
-    std::lock_guard<std::mutex> g(lock);
     GST_DEBUG_CATEGORY_INIT(ice_receive_src_debug, "whipwhep-ice-receive-src", 0,
                             "threadless libnice receive source");
-    if (GType existing = g_type_from_name("WhipwhepIceReceiveSrc")) return existing;
-    return g_type_register_static_simple(GST_TYPE_ELEMENT,
-                                         g_intern_static_string("WhipwhepIceReceiveSrc"),
-                                         sizeof(WhipwhepIceReceiveSrcClass), class_init,
-                                         sizeof(WhipwhepIceReceiveSrc), instance_init,
-                                         GTypeFlags(0));
+    return gobj::register_type_once("WhipwhepIceReceiveSrc", GST_TYPE_ELEMENT,
+                                    sizeof(WhipwhepIceReceiveSrcClass), class_init,
+                                    sizeof(WhipwhepIceReceiveSrc), instance_init);
   }();
   return type;
 }

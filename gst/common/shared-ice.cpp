@@ -18,20 +18,15 @@ GST_DEBUG_CATEGORY(shared_ice_debug);
 using namespace whipwhep;
 using namespace whipwhep::shared_ice;
 
-// The plugin and a program that also links this library (the tests) each
-// carry a copy of this file: the first copy to run registers the types, the
-// other uses them by name (G_DEFINE_TYPE would register twice and fail).
-// The registrant attaches the process's one pool of agents to the type.
+// Types registered once per process (gobj::register_type_once); the
+// registrant attaches the process's one pool of agents to the ICE type.
 static GType register_type_once(const char *name, GType parent, gsize class_size,
                                 GClassInitFunc class_init, gsize instance_size,
                                 GInstanceInitFunc instance_init) {
-  static std::mutex lock;
-  std::lock_guard<std::mutex> g(lock);
-  if (GType existing = g_type_from_name(name)) return existing;
-  GType type = g_type_register_static_simple(parent, g_intern_static_string(name),
-                                             guint(class_size), class_init, guint(instance_size),
-                                             instance_init, GTypeFlags(0));
-  if (parent == GST_TYPE_WEBRTC_ICE) attach_pool(type);
+  bool registered = false;
+  GType type = gobj::register_type_once(name, parent, class_size, class_init, instance_size,
+                                        instance_init, &registered);
+  if (registered && parent == GST_TYPE_WEBRTC_ICE) attach_pool(type);
   return type;
 }
 
@@ -109,14 +104,13 @@ static GstWebRTCICETransport *whipwhep_shared_ice_stream_find_transport(
   });
   g_weak_ref_init(weak.get(), trans);
   st->transports.push_back(std::move(weak));
+  gobj::Ref<GstWebRTCICE> ice;
+  g_object_get(stream, "ice", ice.out(), nullptr);
+  if (!ice) return trans;
   // Receive on the agent's thread instead of a nicesrc thread per viewer
   // (ice-receive-src.h). The nicesrc is still floating: nothing owns it yet.
   gobj::Ref<NiceAgent> agent;
-  {
-    gobj::Ref<GstWebRTCICE> ice;
-    g_object_get(stream, "ice", ice.out(), nullptr);
-    if (ice) g_object_get(ice.get(), "agent", agent.out(), nullptr);
-  }
+  g_object_get(ice.get(), "agent", agent.out(), nullptr);
   if (agent) {
     if (trans->src) gobj::sink(trans->src);
     trans->src = ice_receive_src_new(agent.get(), stream->stream_id,
@@ -128,11 +122,8 @@ static GstWebRTCICETransport *whipwhep_shared_ice_stream_find_transport(
   // finalized, but only while its ICE object is alive, and webrtcbin may
   // drop the transport after the ICE object: the transport keeps it alive
   // (object data goes after the transport's own finalize has run).
-  gobj::Ref<GstWebRTCICE> ice;
-  g_object_get(stream, "ice", ice.out(), nullptr);
-  if (ice)
-    g_object_set_data_full(G_OBJECT(trans), "whipwhep-shared-ice", ice.release(),
-                           reinterpret_cast<GDestroyNotify>(gst_object_unref));
+  g_object_set_data_full(G_OBJECT(trans), "whipwhep-shared-ice", ice.release(),
+                         reinterpret_cast<GDestroyNotify>(gst_object_unref));
   return trans;
 }
 
