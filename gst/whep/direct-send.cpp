@@ -216,19 +216,10 @@ bool DirectSender::send_rtcp(GstBuffer *buffer) {
   if (closed_.load(std::memory_order_relaxed)) return rtcp_sent_.load() > 0;
   const size_t len = srtp_.protect_rtcp(packet, size, packet, sizeof packet);
   if (len == 0) return rtcp_sent_.load() > 0;
-  bool sent;
-  if (fd_ >= 0) {
-    ssize_t r;
-    do {
-      r = sendto(fd_, packet, len, MSG_DONTWAIT, reinterpret_cast<const sockaddr *>(&peer_),
-                 peer_len_);
-    } while (r < 0 && errno == EINTR);
-    sent = r == ssize_t(len);
-  } else {
-    sent = nice_agent_send(reinterpret_cast<NiceAgent *>(agent_.get()), stream_id_, 1, guint(len),
-                           reinterpret_cast<const gchar *>(packet)) == gint(len);
-  }
-  if (sent) rtcp_sent_++;
+  Scratch &sc = scratch();
+  sc.iovs.resize(1);
+  sc.iovs[0] = {packet, len};
+  rtcp_sent_ += send_prepared(1);
   return true;  // a full socket buffer drops it, as nicesink would
 }
 
@@ -258,22 +249,24 @@ guint DirectSender::send_locked(const Plain &batch, int pt) {
     p += kMaxPacket + SrtpProtector::kMaxTrailer;
     m++;
   }
-  guint sent = 0;
-  if (fd_ >= 0) {
-    sent = send_socket(0, m);
-  } else {
-    std::vector<GOutputVector> vecs(m);
-    std::vector<NiceOutputMessage> out(m);
-    for (guint i = 0; i < m; i++) {
-      vecs[i] = {sc.iovs[i].iov_base, sc.iovs[i].iov_len};
-      out[i] = {&vecs[i], 1};
-    }
-    gint r = nice_agent_send_messages_nonblocking(reinterpret_cast<NiceAgent *>(agent_.get()),
-                                                  stream_id_, 1, out.data(), m, nullptr, nullptr);
-    sent = r > 0 ? guint(r) : 0;
-  }
+  const guint sent = send_prepared(m);
   dropped_ += n - sent;
   return sent;
+}
+
+guint DirectSender::send_prepared(guint m) {
+  // Under lock_; the scratch's iovs[0..m) hold protected packets.
+  if (fd_ >= 0) return send_socket(0, m);
+  Scratch &sc = scratch();
+  std::vector<GOutputVector> vecs(m);
+  std::vector<NiceOutputMessage> out(m);
+  for (guint i = 0; i < m; i++) {
+    vecs[i] = {sc.iovs[i].iov_base, sc.iovs[i].iov_len};
+    out[i] = {&vecs[i], 1};
+  }
+  gint r = nice_agent_send_messages_nonblocking(reinterpret_cast<NiceAgent *>(agent_.get()),
+                                                stream_id_, 1, out.data(), m, nullptr, nullptr);
+  return r > 0 ? guint(r) : 0;
 }
 
 guint DirectSender::send_socket(guint first, guint m) {

@@ -94,6 +94,9 @@ class DirectSender {
   DirectSender() = default;
   void set_path(NiceCandidate *local, NiceCandidate *remote);
   guint send_locked(const Plain &batch, int pt);
+  // Sends the scratch's iovs[0..m): sendmmsg on the pair's socket, or
+  // through libnice (relayed and TCP pairs). Returns how many went out.
+  guint send_prepared(guint m);
   guint send_socket(guint first, guint m);
   static void on_selected_pair(NiceAgent *agent, guint stream, guint component,
                                NiceCandidate *local, NiceCandidate *remote, gpointer data);

@@ -28,6 +28,14 @@ bool derive(const guint8 *key, const guint8 *salt, guint8 label, guint8 *out, si
   return ok;
 }
 
+guint32 read_be32(const guint8 *p) {
+  return (guint32(p[0]) << 24) | (guint32(p[1]) << 16) | (guint32(p[2]) << 8) | p[3];
+}
+
+void write_be32(guint8 *p, guint32 v) {
+  for (int i = 0; i < 4; i++) p[i] = guint8(v >> (24 - 8 * i));
+}
+
 size_t rtp_header_length(const guint8 *p, size_t len) {
   if (len < 12 || (p[0] & 0xc0) != 0x80) return 0;
   size_t hdr = 12 + 4 * size_t(p[0] & 0x0f);
@@ -159,7 +167,7 @@ size_t SrtpProtector::protect(const guint8 *in, size_t len, guint8 *p, size_t ca
   if (!ready() || hdr == 0 || capacity < len + rtp_.tag_len) return 0;
   if (p != in) memcpy(p, in, hdr);
   if (pt >= 0) p[1] = guint8((p[1] & 0x80) | (pt & 0x7f));
-  const guint32 ssrc = (guint32(p[8]) << 24) | (guint32(p[9]) << 16) | (guint32(p[10]) << 8) | p[11];
+  const guint32 ssrc = read_be32(p + 8);
   const guint16 seq = guint16((p[2] << 8) | p[3]);
   Stream &s = stream(ssrc);
   const guint64 index = packet_index(s, seq);
@@ -168,7 +176,8 @@ size_t SrtpProtector::protect(const guint8 *in, size_t len, guint8 *p, size_t ca
   if (!rtp_.encrypt(ssrc, index, in + hdr, p + hdr, len - hdr)) return 0;
 
   // Tag = HMAC-SHA1(auth key, packet || ROC), truncated (RFC 3711 4.2).
-  const guint8 roc_be[4] = {guint8(roc >> 24), guint8(roc >> 16), guint8(roc >> 8), guint8(roc)};
+  guint8 roc_be[4];
+  write_be32(roc_be, roc);
   guint8 tag[SHA_DIGEST_LENGTH];
   rtp_.mac->tag(p, len, roc_be, sizeof roc_be, tag);
   memcpy(p + len, tag, rtp_.tag_len);
@@ -181,16 +190,14 @@ size_t SrtpProtector::protect_rtcp(const guint8 *in, size_t len, guint8 *out, si
       capacity < len + 4 + rtcp_.tag_len)
     return 0;
   if (out != in) memcpy(out, in, 8);
-  const guint32 ssrc =
-      (guint32(in[4]) << 24) | (guint32(in[5]) << 16) | (guint32(in[6]) << 8) | in[7];
+  const guint32 ssrc = read_be32(in + 4);
   const guint32 index = rtcp_index_;
   rtcp_index_ = (rtcp_index_ + 1) & 0x7fffffff;
   if (!rtcp_.encrypt(ssrc, index, in + 8, out + 8, len - 8)) return 0;
   // E flag (encrypted) and the 31-bit index, then the tag over the packet
   // and both (RFC 3711 3.4).
-  const guint32 e_index = 0x80000000u | index;
   guint8 *trailer = out + len;
-  for (int i = 0; i < 4; i++) trailer[i] = guint8(e_index >> (24 - 8 * i));
+  write_be32(trailer, 0x80000000u | index);
   guint8 tag[SHA_DIGEST_LENGTH];
   rtcp_.mac->tag(out, len + 4, nullptr, 0, tag);
   memcpy(trailer + 4, tag, rtcp_.tag_len);
