@@ -2,6 +2,7 @@
 
 #include "gobj.h"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -20,12 +21,24 @@ struct WhipwhepIceReceiveSrc {
   guint stream_id, component;
   // Only touched on the agent's thread, while attached.
   bool events_sent;
+  GstElement *queue;  // owned; the transport receive bin's queue, if found
+  std::atomic<guint64> received, dropped;
 };
 struct WhipwhepIceReceiveSrcClass {
   GstElementClass parent_class;
 };
 
 gpointer parent_class = nullptr;
+
+// What may wait in the transport receive bin's queue before datagrams are
+// dropped here. webrtcbin makes that queue non-leaky (5 MB) once reception
+// passes, so a stalled queue thread would otherwise block the shared agent's
+// thread, and with it every viewer on the agent. What a viewer sends the
+// server is a few KB/s (its SRTCP, the DTLS handshake), so anything near this
+// means that thread is stuck, not that the viewer is busy.
+constexpr guint kMaxQueuedBytes = 256 * 1024;
+
+enum { PROP_0, PROP_RECEIVED, PROP_DROPPED };
 
 GstStaticPadTemplate src_template =
     GST_STATIC_PAD_TEMPLATE("src", GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
@@ -52,10 +65,46 @@ void send_stream_events(WhipwhepIceReceiveSrc *self) {
   self->events_sent = true;
 }
 
+// The first GstQueue downstream, within a few single-output hops (webrtcbin
+// 1.22: this -> capsfilter -> queue). A new reference, or nullptr.
+GstElement *find_downstream_queue(GstPad *srcpad) {
+  gobj::Ref<GstPad> pad = gobj::adopt(gst_pad_get_peer(srcpad));
+  for (int hop = 0; pad && hop < 3; ++hop) {
+    gobj::Ref<GstElement> element = gobj::adopt(gst_pad_get_parent_element(pad.get()));
+    if (!element) return nullptr;
+    if (g_strcmp0(G_OBJECT_TYPE_NAME(element.get()), "GstQueue") == 0) return element.release();
+    if (element.get()->numsrcpads != 1) return nullptr;
+    gobj::Ref<GstPad> out = gobj::adopt(gst_element_get_static_pad(element.get(), "src"));
+    if (!out) return nullptr;
+    pad = gobj::adopt(gst_pad_get_peer(out.get()));
+  }
+  return nullptr;
+}
+
+bool queue_has_room(WhipwhepIceReceiveSrc *self, guint len) {
+  if (!self->queue) return true;
+  guint level = 0;
+  g_object_get(self->queue, "current-level-bytes", &level, nullptr);
+  return level + len <= kMaxQueuedBytes;
+}
+
 // libnice's receive callback, on the agent's thread.
 void on_receive(NiceAgent *, guint, guint, guint len, gchar *data, gpointer user_data) {
   auto *self = self_of(user_data);
-  if (!self->events_sent) send_stream_events(self);
+  if (!self->events_sent) {
+    send_stream_events(self);
+    if (!self->queue) self->queue = find_downstream_queue(self->srcpad);
+  }
+  if (!queue_has_room(self, len)) {
+    const guint64 dropped = ++self->dropped;
+    // The first drop and then every 1000th: visible, not a flood.
+    if (dropped % 1000 == 1)
+      GST_WARNING_OBJECT(self, "receive queue holds %u KiB or more, its thread is stalled: "
+                         "%" G_GUINT64_FORMAT " datagrams dropped so far",
+                         kMaxQueuedBytes / 1024, dropped);
+    return;
+  }
+  ++self->received;
   GstBuffer *buffer = gst_buffer_new_allocate(nullptr, len, nullptr);
   gst_buffer_fill(buffer, 0, data, len);
   // As nicesrc's do-timestamp: the running time of arrival.
@@ -107,6 +156,7 @@ GstStateChangeReturn change_state(GstElement *element, GstStateChange transition
     nice_agent_attach_recv(self->agent, self->stream_id, self->component, self->context,
                            nullptr, nullptr);
     wait_for_agent_thread(self->context);
+    g_clear_object(&self->queue);  // the callback is out: found again on restart
   }
   GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
   if (ret == GST_STATE_CHANGE_FAILURE) return ret;
@@ -124,8 +174,23 @@ GstStateChangeReturn change_state(GstElement *element, GstStateChange transition
   }
 }
 
+void get_property(GObject *object, guint id, GValue *value, GParamSpec *pspec) {
+  auto *self = self_of(object);
+  switch (id) {
+    case PROP_RECEIVED:
+      g_value_set_uint64(value, self->received.load());
+      break;
+    case PROP_DROPPED:
+      g_value_set_uint64(value, self->dropped.load());
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
+  }
+}
+
 void finalize(GObject *object) {
   auto *self = self_of(object);
+  g_clear_object(&self->queue);
   g_clear_object(&self->agent);
   if (self->context) g_main_context_unref(self->context);
   G_OBJECT_CLASS(parent_class)->finalize(object);
@@ -133,7 +198,18 @@ void finalize(GObject *object) {
 
 void class_init(gpointer klass, gpointer) {
   parent_class = g_type_class_peek_parent(klass);
-  G_OBJECT_CLASS(klass)->finalize = finalize;
+  auto *gobject_class = G_OBJECT_CLASS(klass);
+  gobject_class->finalize = finalize;
+  gobject_class->get_property = get_property;
+  g_object_class_install_property(
+      gobject_class, PROP_RECEIVED,
+      g_param_spec_uint64("received", "Received", "Datagrams pushed downstream", 0, G_MAXUINT64,
+                          0, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+  g_object_class_install_property(
+      gobject_class, PROP_DROPPED, g_param_spec_uint64(
+          "dropped", "Dropped",
+          "Datagrams dropped because the receive queue downstream was full (its thread stalled)",
+          0, G_MAXUINT64, 0, static_cast<GParamFlags>(G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
   auto *element_class = GST_ELEMENT_CLASS(klass);
   element_class->change_state = change_state;
   gst_element_class_add_static_pad_template(element_class, &src_template);
@@ -145,6 +221,8 @@ void class_init(gpointer klass, gpointer) {
 
 void instance_init(GTypeInstance *instance, gpointer) {
   auto *self = self_of(instance);
+  new (&self->received) std::atomic<guint64>(0);
+  new (&self->dropped) std::atomic<guint64>(0);
   self->srcpad = gst_pad_new_from_static_template(&src_template, "src");
   gst_element_add_pad(GST_ELEMENT(self), self->srcpad);
 }

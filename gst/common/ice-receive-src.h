@@ -9,7 +9,11 @@
 // context instead, and pushes each datagram from there. The agent's thread
 // never blocks on it: the first element that can wait (the queue in
 // webrtcbin's transport receive bin, ahead of its receive-state block) is
-// downstream of everything that runs here.
+// downstream of everything that runs here. That queue turns non-leaky
+// (5 MB) once webrtcbin lets reception pass, so should its thread ever stall
+// this element drops datagrams once 256 KiB wait in it, rather than block the
+// agent's thread and every other viewer on the agent; its read-only
+// "received" and "dropped" properties count datagrams pushed and dropped.
 #pragma once
 
 #include <gst/gst.h>
