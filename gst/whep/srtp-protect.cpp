@@ -130,6 +130,9 @@ bool SrtpProtector::init(const guint8 *master, size_t master_len, size_t tag_len
     return false;
   streams_.clear();
   rtcp_index_ = kFirstRtcpIndex;
+  rtcp_seen_ = false;
+  rtcp_highest_ = 0;
+  rtcp_window_ = 0;
   return true;
 }
 
@@ -202,6 +205,37 @@ size_t SrtpProtector::protect_rtcp(const guint8 *in, size_t len, guint8 *out, si
   rtcp_.mac->tag(out, len + 4, nullptr, 0, tag);
   memcpy(trailer + 4, tag, rtcp_.tag_len);
   return len + 4 + rtcp_.tag_len;
+}
+
+size_t SrtpProtector::unprotect_rtcp(const guint8 *in, size_t len, guint8 *out) {
+  const size_t tag_len = rtcp_.tag_len;
+  if (!ready() || len < 8 + 4 + tag_len || (in[0] & 0xc0) != 0x80) return 0;
+  const size_t authenticated = len - tag_len;  // the packet, E flag and index
+  guint8 tag[SHA_DIGEST_LENGTH];
+  rtcp_.mac->tag(in, authenticated, nullptr, 0, tag);
+  if (CRYPTO_memcmp(tag, in + authenticated, tag_len) != 0) return 0;
+  const guint32 e_index = read_be32(in + authenticated - 4);
+  const guint32 index = e_index & 0x7fffffff;
+  if (rtcp_seen_ && index <= rtcp_highest_) {
+    const guint32 behind = rtcp_highest_ - index;
+    if (behind >= 64 || (rtcp_window_ & (guint64(1) << behind))) return 0;  // replayed or too old
+  }
+  const size_t plain = authenticated - 4;
+  if (out != in) memcpy(out, in, 8);
+  if (e_index & 0x80000000u) {
+    if (!rtcp_.encrypt(read_be32(in + 4), index, in + 8, out + 8, plain - 8)) return 0;
+  } else if (out != in) {
+    memcpy(out + 8, in + 8, plain - 8);
+  }
+  if (!rtcp_seen_ || index > rtcp_highest_) {
+    const guint32 ahead = rtcp_seen_ ? index - rtcp_highest_ : 64;
+    rtcp_window_ = ahead >= 64 ? 1 : (rtcp_window_ << ahead) | 1;
+    rtcp_highest_ = index;
+    rtcp_seen_ = true;
+  } else {
+    rtcp_window_ |= guint64(1) << (rtcp_highest_ - index);
+  }
+  return plain;
 }
 
 }  // namespace whipwhep

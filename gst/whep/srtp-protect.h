@@ -67,6 +67,13 @@ class SrtpProtector {
   // receiver's replay window only takes indexes that move forward.
   size_t protect_rtcp(const guint8 *in, size_t len, guint8 *out, size_t capacity);
 
+  // The receiving half for SRTCP only (a viewer's reports and feedback, once
+  // its webrtcbin is released: direct-rtcp.h), with the *sender's* keys:
+  // checks the tag and the replay window (64 indexes, RFC 3711 3.3.2),
+  // decrypts into `out` (may be `in`, at least len bytes). Returns the
+  // plain compound packet's length, 0 if it is rejected.
+  size_t unprotect_rtcp(const guint8 *in, size_t len, guint8 *out);
+
  private:
   struct Stream {
     guint32 ssrc = 0;
@@ -93,6 +100,11 @@ class SrtpProtector {
   };
   SessionKeys rtp_, rtcp_;
   guint32 rtcp_index_ = kFirstRtcpIndex;
+  // unprotect_rtcp's replay window: the highest index taken and a bit per
+  // index below it.
+  bool rtcp_seen_ = false;
+  guint32 rtcp_highest_ = 0;
+  guint64 rtcp_window_ = 0;
   std::vector<Stream> streams_;  // one per SSRC: a viewer has one or two
 };
 

@@ -236,3 +236,74 @@ TEST(SrtpProtect, SrtcpWithAWrongKeyIsRejected) {
   dec.push(wire.data(), n);
   EXPECT_TRUE(dec.pull(300 * GST_MSECOND).empty());
 }
+
+// The receiving half (a released viewer's reports, direct-rtcp.h): what
+// libsrtp (srtpenc, as in a browser) protects, unprotect_rtcp() reads back;
+// a replay, a changed byte and another key are refused.
+void srtcp_from_srtpenc(size_t tag_len, int auth_enum) {
+  gobj::Ref<GstElement> pipeline = gobj::sink(gst_parse_launch(
+      "appsrc name=src format=time is-live=true caps=application/x-rtcp ! e.rtcp_sink_0 "
+      "srtpenc name=e e.rtcp_src_0 ! appsink name=sink sync=false",
+      nullptr));
+  ASSERT_TRUE(pipeline) << "srtpenc (gst-plugins-bad) is missing";
+  gobj::Ref<GstElement> src = gobj::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), "src"));
+  gobj::Ref<GstElement> enc = gobj::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), "e"));
+  gobj::Ref<GstElement> sink = gobj::adopt(gst_bin_get_by_name(GST_BIN(pipeline.get()), "sink"));
+  auto key = master_key();
+  gobj::Ref<GstBuffer> kb = gobj::adopt(gst_buffer_new_memdup(key.data(), key.size()));
+  g_object_set(enc.get(), "key", kb.get(), "rtp-cipher", 1, "rtp-auth", auth_enum, "rtcp-cipher", 1,
+               "rtcp-auth", auth_enum, nullptr);
+  ASSERT_NE(gst_element_set_state(pipeline.get(), GST_STATE_PLAYING), GST_STATE_CHANGE_FAILURE);
+  SrtpProtector reader, stranger;
+  ASSERT_TRUE(reader.init(key.data(), key.size(), 10, tag_len));
+  auto other = key;
+  other[3] ^= 0x40;
+  ASSERT_TRUE(stranger.init(other.data(), other.size(), 10, tag_len));
+  for (guint32 i = 0; i < 5; i++) {
+    const auto plain = rtcp_compound(0x5566, 10 + i);
+    gst_app_src_push_buffer(GST_APP_SRC(src.get()), gst_buffer_new_memdup(plain.data(), plain.size()));
+    gobj::Ref<GstSample> s =
+        gobj::adopt(gst_app_sink_try_pull_sample(GST_APP_SINK(sink.get()), 2 * GST_SECOND));
+    ASSERT_TRUE(s) << "srtpenc gave nothing for packet " << i;
+    GstBuffer *b = gst_sample_get_buffer(s.get());
+    std::vector<guint8> wire(gst_buffer_get_size(b));
+    gst_buffer_extract(b, 0, wire.data(), wire.size());
+    ASSERT_EQ(wire.size(), plain.size() + 4 + tag_len);
+    std::vector<guint8> out(wire.size());
+    EXPECT_EQ(0u, stranger.unprotect_rtcp(wire.data(), wire.size(), out.data())) << "another key";
+    auto tampered = wire;
+    tampered[12] ^= 1;
+    EXPECT_EQ(0u, reader.unprotect_rtcp(tampered.data(), tampered.size(), out.data()));
+    ASSERT_EQ(plain.size(), reader.unprotect_rtcp(wire.data(), wire.size(), out.data()))
+        << "packet " << i << " was refused";
+    out.resize(plain.size());
+    EXPECT_EQ(out, plain) << "packet " << i << " did not decrypt";
+    EXPECT_EQ(0u, reader.unprotect_rtcp(wire.data(), wire.size(), out.data())) << "a replay";
+  }
+  gst_element_set_state(pipeline.get(), GST_STATE_NULL);
+}
+
+TEST(SrtpProtect, SrtcpFromSrtpencSha1_80IsReadBack) { srtcp_from_srtpenc(10, 2); }
+
+TEST(SrtpProtect, SrtcpFromSrtpencSha1_32IsReadBack) { srtcp_from_srtpenc(4, 1); }
+
+TEST(SrtpProtect, SrtcpReplayWindowTakesLateButNotStalePackets) {
+  auto key = master_key();
+  SrtpProtector writer, reader;
+  ASSERT_TRUE(writer.init(key.data(), key.size(), 10));
+  ASSERT_TRUE(reader.init(key.data(), key.size(), 10));
+  std::vector<std::vector<guint8>> wire;
+  for (guint32 i = 0; i < 80; i++) {
+    const auto plain = rtcp_compound(7, i);
+    std::vector<guint8> w(plain.size() + SrtpProtector::kMaxRtcpTrailer);
+    w.resize(writer.protect_rtcp(plain.data(), plain.size(), w.data(), w.size()));
+    ASSERT_FALSE(w.empty());
+    wire.push_back(w);
+  }
+  std::vector<guint8> out(200);
+  ASSERT_GT(reader.unprotect_rtcp(wire[70].data(), wire[70].size(), out.data()), 0u);
+  EXPECT_GT(reader.unprotect_rtcp(wire[10].data(), wire[10].size(), out.data()), 0u) << "60 late";
+  EXPECT_EQ(reader.unprotect_rtcp(wire[10].data(), wire[10].size(), out.data()), 0u) << "replay";
+  EXPECT_EQ(reader.unprotect_rtcp(wire[5].data(), wire[5].size(), out.data()), 0u) << "65 late";
+  EXPECT_GT(reader.unprotect_rtcp(wire[79].data(), wire[79].size(), out.data()), 0u);
+}
