@@ -118,44 +118,12 @@ void on_receive(NiceAgent *, guint, guint, guint len, gchar *data, gpointer user
   if (ret != GST_FLOW_OK) GST_LOG_OBJECT(self, "push: %s", gst_flow_get_name(ret));
 }
 
-// Returns once the agent's thread is outside on_receive(): libnice reads
-// the callback under its lock but invokes it after releasing it, so a
-// datagram that arrived just before the detach may still be being pushed.
-// Everything dispatched before this idle source has returned when it runs.
-void wait_for_agent_thread(GMainContext *context) {
-  if (g_main_context_is_owner(context)) return;  // we are that thread
-  struct Barrier {
-    std::mutex lock;
-    std::condition_variable cond;
-    bool passed = false;
-  };
-  auto barrier = std::make_shared<Barrier>();
-  GSource *idle = g_idle_source_new();
-  g_source_set_priority(idle, G_PRIORITY_HIGH);
-  g_source_set_callback(
-      idle,
-      +[](gpointer data) -> gboolean {
-        auto &b = *static_cast<std::shared_ptr<Barrier> *>(data);
-        std::lock_guard<std::mutex> g(b->lock);
-        b->passed = true;
-        b->cond.notify_all();
-        return G_SOURCE_REMOVE;
-      },
-      new std::shared_ptr<Barrier>(barrier),
-      +[](gpointer data) { delete static_cast<std::shared_ptr<Barrier> *>(data); });
-  g_source_attach(idle, context);
-  g_source_unref(idle);
-  std::unique_lock<std::mutex> g(barrier->lock);
-  if (!barrier->cond.wait_for(g, std::chrono::seconds(2), [&] { return barrier->passed; }))
-    GST_WARNING("ICE agent thread did not answer within 2 s");
-}
-
 GstStateChangeReturn change_state(GstElement *element, GstStateChange transition) {
   auto *self = self_of(element);
   if (transition == GST_STATE_CHANGE_PAUSED_TO_READY) {
     nice_agent_attach_recv(self->agent, self->stream_id, self->component, self->context,
                            nullptr, nullptr);
-    wait_for_agent_thread(self->context);
+    whipwhep::wait_for_main_context(self->context);
     g_clear_object(&self->queue);  // the callback is out: found again on restart
   }
   GstStateChangeReturn ret = GST_ELEMENT_CLASS(parent_class)->change_state(element, transition);
@@ -242,6 +210,38 @@ GType ice_receive_src_get_type() {
 }  // namespace
 
 namespace whipwhep {
+
+// Returns once the agent's thread is outside on_receive(): libnice reads
+// the callback under its lock but invokes it after releasing it, so a
+// datagram that arrived just before the detach may still be being pushed.
+// Everything dispatched before this idle source has returned when it runs.
+void wait_for_main_context(GMainContext *context) {
+  if (g_main_context_is_owner(context)) return;  // we are that thread
+  struct Barrier {
+    std::mutex lock;
+    std::condition_variable cond;
+    bool passed = false;
+  };
+  auto barrier = std::make_shared<Barrier>();
+  GSource *idle = g_idle_source_new();
+  g_source_set_priority(idle, G_PRIORITY_HIGH);
+  g_source_set_callback(
+      idle,
+      +[](gpointer data) -> gboolean {
+        auto &b = *static_cast<std::shared_ptr<Barrier> *>(data);
+        std::lock_guard<std::mutex> g(b->lock);
+        b->passed = true;
+        b->cond.notify_all();
+        return G_SOURCE_REMOVE;
+      },
+      new std::shared_ptr<Barrier>(barrier),
+      +[](gpointer data) { delete static_cast<std::shared_ptr<Barrier> *>(data); });
+  g_source_attach(idle, context);
+  g_source_unref(idle);
+  std::unique_lock<std::mutex> g(barrier->lock);
+  if (!barrier->cond.wait_for(g, std::chrono::seconds(2), [&] { return barrier->passed; }))
+    GST_WARNING("ICE agent thread did not answer within 2 s");
+}
 
 GstElement *ice_receive_src_new(NiceAgent *agent, guint stream_id, guint component) {
   auto *self = self_of(g_object_new(ice_receive_src_get_type(), nullptr));

@@ -26,4 +26,10 @@ namespace whipwhep {
 // PAUSED->READY; its "src" pad carries ANY caps.
 GstElement *ice_receive_src_new(NiceAgent *agent, guint stream_id, guint component);
 
+// Returns once the thread that runs `context` has finished whatever it was
+// dispatching (at most 2 s; at once on that thread itself): after
+// nice_agent_attach_recv(..., NULL) or g_source_destroy(), a callback read
+// before may still be running there.
+void wait_for_main_context(GMainContext *context);
+
 }  // namespace whipwhep

@@ -159,7 +159,8 @@ void DirectSender::set_path(NiceCandidate *local, NiceCandidate *remote) {
 }
 
 GstBuffer *DirectSender::keepalive(guint leg, GstBufferList *list, gint64 now) {
-  if (leg >= G_N_ELEMENTS(last_keepalive_us_)) return nullptr;
+  if (leg >= G_N_ELEMENTS(last_keepalive_us_) || webrtcbin_muted_.load(std::memory_order_relaxed))
+    return nullptr;
   gint64 last = last_keepalive_us_[leg].load(std::memory_order_relaxed);
   if (now - last < kKeepaliveUs) return nullptr;
   GstBuffer *pick = nullptr;
@@ -205,23 +206,36 @@ guint DirectSender::resend(GstBuffer *packet, int pt) {
 }
 
 bool DirectSender::send_rtcp(GstBuffer *buffer) {
+  // Released from its webrtcbin: what that webrtcbin still emits while it
+  // stops (a BYE) must not reach the viewer, which would end the stream.
+  if (webrtcbin_muted_.load(std::memory_order_acquire)) return true;
   constexpr gsize kMaxPacket = 1500;
-  guint8 packet[kMaxPacket + SrtpProtector::kMaxRtcpTrailer];
+  guint8 packet[kMaxPacket];
   const gsize size = gst_buffer_get_size(buffer);
   if (size > kMaxPacket) return false;
   gst_buffer_extract(buffer, 0, packet, size);
-  std::lock_guard<std::mutex> g(lock_);
+  const int r = send_rtcp(packet, size);
   // Once this path has sent SRTCP, srtpenc must not: its index is behind
   // ours and the receiver would take its packets for replays.
-  if (closed_.load(std::memory_order_relaxed)) return rtcp_sent_.load() > 0;
-  const size_t len = srtp_.protect_rtcp(packet, size, packet, sizeof packet);
-  if (len == 0) return rtcp_sent_.load() > 0;
+  return r > 0 || rtcp_sent_.load() > 0;
+}
+
+int DirectSender::send_rtcp(const guint8 *plain, gsize size) {
+  constexpr gsize kMaxPacket = 1500;
+  guint8 packet[kMaxPacket + SrtpProtector::kMaxRtcpTrailer];
+  if (size > kMaxPacket) return 0;
+  std::lock_guard<std::mutex> g(lock_);
+  if (closed_.load(std::memory_order_relaxed)) return 0;
+  const size_t len = srtp_.protect_rtcp(plain, size, packet, sizeof packet);
+  if (len == 0) return 0;
   Scratch &sc = scratch();
   sc.iovs.resize(1);
   sc.iovs[0] = {packet, len};
   rtcp_sent_ += send_prepared(1);
-  return true;  // a full socket buffer drops it, as nicesink would
+  return 1;  // a full socket buffer drops it, as nicesink would
 }
+
+void DirectSender::mute_webrtcbin() { webrtcbin_muted_.store(true, std::memory_order_release); }
 
 DirectSender::Scratch &DirectSender::scratch() {
   static thread_local Scratch s;

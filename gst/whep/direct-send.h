@@ -82,6 +82,14 @@ class DirectSender {
   // One compound RTCP packet of webrtcbin's (rtpsession's SRs) protected
   // and sent on this path; false: leave it to srtpenc.
   bool send_rtcp(GstBuffer *rtcp);
+  // A plain compound RTCP packet (an SR built by direct-rtcp.h) protected
+  // and sent; 0 if it could not be (closed, not RTCP, too long).
+  int send_rtcp(const guint8 *plain, gsize size);
+  // The viewer's webrtcbin is being released: no more keepalives through
+  // it, and what its RTCP path still emits is dropped, not sent.
+  void mute_webrtcbin();
+  NiceAgent *agent() const { return reinterpret_cast<NiceAgent *>(agent_.get()); }
+  guint stream_id() const { return stream_id_; }
 
   guint64 dropped() const { return dropped_.load(); }
   guint64 rtcp_sent() const { return rtcp_sent_.load(); }
@@ -128,6 +136,7 @@ class DirectSender {
   guint stream_id_ = 0;
   std::vector<std::pair<gobj::Ref<GstPad>, gulong>> probes_;  // on srtpenc's sink pads
   std::atomic<bool> closed_{false};
+  std::atomic<bool> webrtcbin_muted_{false};
   std::atomic<gint64> last_keepalive_us_[4] = {};
   std::atomic<guint64> dropped_{0}, resent_{0}, rtcp_sent_{0};
 };

@@ -282,6 +282,12 @@ void Fanout::release_branch(const std::shared_ptr<Branch> &b) {
   gst_pad_set_element_private(b->src.get(), nullptr);
 }
 
+void Fanout::unlink_branch(const std::shared_ptr<Branch> &b) {
+  std::lock_guard<std::mutex> g(b->push_lock);  // no push into it meanwhile
+  gobj::Ref<GstPad> peer = gobj::adopt(gst_pad_get_peer(b->src.get()));
+  if (peer) gst_pad_unlink(b->src.get(), peer.get());
+}
+
 void Fanout::store_sticky(Branch &b, GstEvent *event) const {
   // Under b.push_lock. Ready branches get the event now; others keep it
   // sticky on their pad, sent ahead of their first buffer.
@@ -395,6 +401,15 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
       const guint sent = b->direct->send(plain, rewrite ? b->pt : -1);
       b->packets += sent;
       b->bytes += sent == n ? size : sent * (size / n);
+      if (sent && !plain.packets.empty() && plain.packets.back().second >= 12) {
+        const guint8 *h = plain.bytes.data() + plain.packets.back().first;
+        auto be32 = [](const guint8 *p) {
+          return (guint32(p[0]) << 24) | (guint32(p[1]) << 16) | (guint32(p[2]) << 8) | p[3];
+        };
+        b->last_ssrc.store(be32(h + 8), std::memory_order_relaxed);
+        b->last_rtptime.store(be32(h + 4), std::memory_order_relaxed);
+        b->last_sent_us.store(g_get_monotonic_time(), std::memory_order_release);
+      }
       // One packet now and then through webrtcbin, for its RTCP (see
       // direct-send.h); dropped before srtpenc.
       GstBuffer *keep = b->direct->keepalive(b->leg, list, g_get_monotonic_time());

@@ -69,6 +69,11 @@ class Fanout {
     // (direct-send.h); `leg` numbers this branch among the viewer's.
     std::shared_ptr<DirectSender> direct;
     guint leg = 0;
+    // The last packet sent on the direct path: its SSRC, RTP time and when
+    // (monotonic us). The SRs of a viewer whose webrtcbin was released
+    // (direct-rtcp.h) map RTP time to wall-clock time from these.
+    std::atomic<guint32> last_ssrc{0}, last_rtptime{0};
+    std::atomic<gint64> last_sent_us{0};
   };
 
   // threads = 0: one shard per processor.
@@ -101,6 +106,9 @@ class Fanout {
   // preroll in PAUSED) and only returns once that webrtcbin is flushing.
   void detach_branch(const std::shared_ptr<Branch> &b);   // no new pushes; never waits
   void release_branch(const std::shared_ptr<Branch> &b);  // waits for a push in flight, unlinks
+  // A direct branch whose viewer's webrtcbin is going away: its src pad is
+  // unlinked (nothing more goes through it) while it keeps its packets.
+  void unlink_branch(const std::shared_ptr<Branch> &b);
 
   // Coalesced, rate-limited upstream GstForceKeyUnit.
   void request_keyframe();
