@@ -326,6 +326,12 @@ int main(int argc, char **argv) {
     // A/B of the shared ICE agents (0 = one agent per viewer).
     if (const char *per_agent = g_getenv("WHIPWHEP_BENCH_ICE_SESSIONS_PER_AGENT"))
       g_object_set(r.sink.get(), "ice-sessions-per-agent", guint(atoi(per_agent)), nullptr);
+    // A/B of release-webrtcbin (0 = each viewer keeps its webrtcbin). The
+    // relay-latency probes need it off: they time the keepalive packets
+    // that still cross a viewer's webrtcbin (its rtpbin), and a released
+    // viewer has none.
+    if (const char *release = g_getenv("WHIPWHEP_BENCH_RELEASE_WEBRTCBIN"))
+      g_object_set(r.sink.get(), "release-webrtcbin", gboolean(atoi(release) != 0), nullptr);
     gst_bin_add(GST_BIN(r.pipeline.get()), r.sink.get());
   } else if (r.mode == "naive") {
     r.naive = gobj::sink(GST_ELEMENT(g_object_new(naive_whep_get_type(), "name", "naive", nullptr)));

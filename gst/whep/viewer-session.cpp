@@ -1,5 +1,7 @@
 #include "viewer-session.h"
 
+#include <agent.h>
+
 #include "shared-ice.h"
 #include "webrtc-negotiation.h"
 
@@ -23,9 +25,12 @@ constexpr gint64 kDisconnectedTimeoutUs = 10 * G_USEC_PER_SEC;
 std::shared_ptr<ViewerSession> ViewerSession::create(const std::string &id, guint latency_ms,
                                                      const IceSettings &ice,
                                                      guint ice_sessions_per_agent,
-                                                     bool direct_send, Hooks hooks) {
+                                                     bool direct_send, bool release_webrtcbin,
+                                                     Hooks hooks) {
   std::shared_ptr<ViewerSession> v(new ViewerSession(id, std::move(hooks)));
   v->direct_wanted_ = direct_send;
+  // Without a shared agent the ICE agent is webrtcbin's own and goes with it.
+  v->release_wanted_ = release_webrtcbin && direct_send && ice_sessions_per_agent > 0;
   // Named by a counter, not the session id: element names appear in every
   // log line, and the session id is the credential that lets its holder
   // DELETE or PATCH the session. The id is attached as object data instead.
@@ -218,6 +223,7 @@ void ViewerSession::on_connected() {
                 auto *self = static_cast<ViewerSession *>(data);
                 self->last_rtcp_us_ = g_get_monotonic_time();
                 self->park_handshake_sender_if_running();
+                self->maybe_request_release();
               }));
       // PLI/FIR are counted here (rtpsession's own counters miss them);
       // NACKs are answered here on the direct path (on_nack).
@@ -228,8 +234,13 @@ void ViewerSession::on_connected() {
                 if (type == GST_RTCP_TYPE_PSFB &&
                     (fbtype == GST_RTCP_PSFB_TYPE_PLI || fbtype == GST_RTCP_PSFB_TYPE_FIR))
                   self->plis_++;
-                else if (type == GST_RTCP_TYPE_RTPFB && fbtype == GST_RTCP_RTPFB_TYPE_NACK && fci)
-                  self->on_nack(media_ssrc, fci);
+                else if (type == GST_RTCP_TYPE_RTPFB && fbtype == GST_RTCP_RTPFB_TYPE_NACK && fci) {
+                  GstMapInfo map;
+                  if (gst_buffer_map(fci, &map, GST_MAP_READ)) {
+                    self->on_nack(media_ssrc, map.data, map.size);
+                    gst_buffer_unmap(fci, &map);
+                  }
+                }
               }));
       std::lock_guard<std::mutex> g(handlers_lock_);
       rtp_session_ = gobj::adopt(session);
@@ -262,21 +273,18 @@ std::shared_ptr<DirectSender> ViewerSession::start_direct_send() {
   return direct;
 }
 
-void ViewerSession::on_nack(guint32 media_ssrc, GstBuffer *fci) {
+void ViewerSession::on_nack(guint32 media_ssrc, const guint8 *fci, gsize len) {
   // webrtcbin's rtprtxsend never sees the media on the direct path: NACKs
   // are answered here, from the fan-out's history, as plain retransmissions
   // on the media SSRC. FCI: (PID, BLP) pairs, RFC 4585 6.2.1.
-  GstMapInfo map;
-  if (!gst_buffer_map(fci, &map, GST_MAP_READ)) return;
   std::vector<guint16> lost;
-  for (gsize i = 0; i + 4 <= map.size; i += 4) {
-    const guint16 pid = guint16((map.data[i] << 8) | map.data[i + 1]);
-    const guint16 blp = guint16((map.data[i + 2] << 8) | map.data[i + 3]);
+  for (gsize i = 0; i + 4 <= len; i += 4) {
+    const guint16 pid = guint16((fci[i] << 8) | fci[i + 1]);
+    const guint16 blp = guint16((fci[i + 2] << 8) | fci[i + 3]);
     lost.push_back(pid);
     for (int b = 0; b < 16; b++)
       if (blp & (1 << b)) lost.push_back(guint16(pid + b + 1));
   }
-  gst_buffer_unmap(fci, &map);
   std::lock_guard<std::mutex> g(legs_lock_);
   if (stopped_ || !direct_) return;
   for (guint16 seq : lost)
@@ -290,11 +298,28 @@ void ViewerSession::on_nack(guint32 media_ssrc, GstBuffer *fci) {
 }
 
 void ViewerSession::add_remote_candidates(const std::string &sdpfrag) {
+  gobj::Ref<GstElement> webrtcbin;
+  std::shared_ptr<DirectSender> direct;
+  {
+    std::lock_guard<std::mutex> g(legs_lock_);
+    webrtcbin = webrtcbin_;
+    direct = direct_;
+  }
   gobj::Unique<gchar *> lines(g_strsplit(sdpfrag.c_str(), "\n", -1));
   for (gchar **l = lines.get(); l && *l; l++) {
     std::string line = g_strstrip(*l);
-    if (line.rfind("a=candidate:", 0) == 0)
-      g_signal_emit_by_name(webrtcbin_.get(), "add-ice-candidate", 0u, line.substr(2).c_str());
+    if (line.rfind("a=candidate:", 0) != 0) continue;
+    if (webrtcbin) {
+      g_signal_emit_by_name(webrtcbin.get(), "add-ice-candidate", 0u, line.substr(2).c_str());
+    } else if (direct) {
+      // Released: straight to the viewer's stream on the shared agent.
+      NiceCandidate *c = nice_agent_parse_remote_candidate_sdp(direct->agent(), direct->stream_id(),
+                                                               line.substr(2).c_str());
+      if (!c) continue;
+      GSList one = {c, nullptr};
+      nice_agent_set_remote_candidates(direct->agent(), direct->stream_id(), 1, &one);
+      nice_candidate_free(c);
+    }
   }
 }
 
@@ -314,15 +339,20 @@ void ViewerSession::drop_input(const std::shared_ptr<Input> &in) {
     if (leg.input == in && leg.branch) in->fanout->remove_branch(leg.branch);
 }
 
-bool ViewerSession::stop() {
+bool ViewerSession::stop(gobj::Ref<GstElement> *stopped_webrtcbin) {
+  std::lock_guard<std::mutex> lifecycle(lifecycle_lock_);
   std::vector<Leg> legs;
   std::shared_ptr<DirectSender> direct;
+  std::shared_ptr<DirectRtcp> rtcp;
+  gobj::Ref<GstElement> webrtcbin;
   {
     std::lock_guard<std::mutex> g(legs_lock_);
     if (stopped_) return false;
     stopped_ = true;
     legs = legs_;
     direct = direct_;
+    rtcp = rtcp_;
+    webrtcbin = webrtcbin_;
   }
   // No new packets for this viewer; then stop its webrtcbin, which also
   // unblocks a push in flight (e.g. its sink waiting for preroll while the
@@ -330,26 +360,177 @@ bool ViewerSession::stop() {
   for (auto &leg : legs)
     if (leg.branch) leg.input->fanout->detach_branch(leg.branch);
   disconnect_all();
+  // Out of the agent's callbacks (released viewers) before what they use goes.
+  if (rtcp) rtcp->stop();
   // Before webrtcbin's agent closes the socket the direct path writes to.
   if (direct) direct->close();
-  gst_element_set_locked_state(webrtcbin_.get(), TRUE);
-  gst_element_set_state(webrtcbin_.get(), GST_STATE_NULL);
+  if (webrtcbin) {
+    gst_element_set_locked_state(webrtcbin.get(), TRUE);
+    gst_element_set_state(webrtcbin.get(), GST_STATE_NULL);
+  }
   for (auto &leg : legs)
     if (leg.branch) leg.input->fanout->release_branch(leg.branch);
   for (auto &leg : legs)
-    if (leg.sinkpad) gst_element_release_request_pad(webrtcbin_.get(), leg.sinkpad.get());
+    if (webrtcbin && leg.sinkpad) gst_element_release_request_pad(webrtcbin.get(), leg.sinkpad.get());
   std::lock_guard<std::mutex> g(handlers_lock_);
   rtp_session_.reset();
   dtls_send_pad_.reset();
+  if (stopped_webrtcbin) *stopped_webrtcbin = std::move(webrtcbin);
   return true;
+}
+
+void ViewerSession::maybe_request_release() {
+  if (!release_wanted_ || release_requested_.load(std::memory_order_relaxed)) return;
+  {
+    std::lock_guard<std::mutex> g(legs_lock_);
+    if (!direct_ || stopped_) return;
+  }
+  // SRTCP from the viewer: its DTLS handshake is over on both sides (it
+  // has the keys), so nothing of webrtcbin's DTLS is needed any more.
+  if (!release_requested_.exchange(true)) hooks_.schedule_release(id_);
+}
+
+void ViewerSession::on_keyframe_request(guint32 media_ssrc) {
+  plis_++;
+  std::lock_guard<std::mutex> g(legs_lock_);
+  if (stopped_) return;
+  for (auto &leg : legs_)
+    if (leg.branch && leg.branch->last_ssrc.load(std::memory_order_relaxed) == media_ssrc) {
+      leg.branch->keyframe_requests++;
+      leg.input->fanout->request_keyframe();
+      return;
+    }
+}
+
+DirectRtcp::Hooks ViewerSession::direct_rtcp_hooks() {
+  // On the agent's thread; the session may be going away meanwhile.
+  std::weak_ptr<ViewerSession> weak = shared_from_this();
+  DirectRtcp::Hooks h;
+  h.on_report = [weak] {
+    if (auto v = weak.lock()) v->last_rtcp_us_ = g_get_monotonic_time();
+  };
+  h.on_keyframe_request = [weak](guint32 ssrc) {
+    if (auto v = weak.lock()) v->on_keyframe_request(ssrc);
+  };
+  h.on_nack = [weak](guint32 ssrc, const guint8 *fci, gsize len) {
+    if (auto v = weak.lock()) v->on_nack(ssrc, fci, len);
+  };
+  h.on_bye = [weak] {
+    if (auto v = weak.lock()) v->hooks_.schedule_remove(v->id_, "the viewer sent an RTCP BYE");
+  };
+  return h;
+}
+
+gobj::Ref<GstElement> ViewerSession::release_webrtcbin() {
+  std::lock_guard<std::mutex> lifecycle(lifecycle_lock_);
+  std::vector<Leg> legs;
+  std::shared_ptr<DirectSender> direct;
+  gobj::Ref<GstElement> webrtcbin;
+  {
+    std::lock_guard<std::mutex> g(legs_lock_);
+    if (stopped_ || !webrtcbin_ || !direct_ || !direct_->active()) return {};
+    legs = legs_;
+    direct = direct_;
+    webrtcbin = webrtcbin_;
+  }
+  for (auto &leg : legs)
+    if (!leg.branch || leg.branch->direct != direct) return {};
+
+  // What the RTCP handler needs, read from webrtcbin while it runs: its ICE
+  // object (which keeps the viewer's stream on the shared agent), the
+  // viewer's SRTP key (dtlsdec's decoder key) and rtpsession's CNAME.
+  DirectRtcp::Setup setup;
+  setup.sender = direct;
+  g_object_get(webrtcbin.get(), "ice-agent", setup.ice.out(), nullptr);
+  gobj::Ref<GstElement> dtlsdec = find_by_factory(webrtcbin.get(), "dtlsdec");
+  gobj::Ref<GstBuffer> key;
+  gint auth = 0;
+  if (dtlsdec) g_object_get(dtlsdec.get(), "decoder-key", key.out(), "srtp-auth", &auth, nullptr);
+  if (!setup.ice || !key) {
+    GST_INFO_OBJECT(webrtcbin.get(), "viewer %s keeps its webrtcbin: %s", id_.c_str(),
+                    setup.ice ? "no viewer key" : "no ICE object");
+    return {};
+  }
+  setup.viewer_key.resize(gst_buffer_get_size(key.get()));
+  gst_buffer_extract(key.get(), 0, setup.viewer_key.data(), setup.viewer_key.size());
+  setup.rtcp_tag_len = auth == 1 ? 4 : 10;  // GstDtlsSrtpAuth: 1 HMAC-SHA1-32, 2 -80
+  {
+    std::lock_guard<std::mutex> g(handlers_lock_);
+    if (rtp_session_) {
+      gobj::Unique<GstStructure> sdes;
+      g_object_get(rtp_session_.get(), "sdes", static_cast<GstStructure **>(gobj::out(sdes)), nullptr);
+      if (const gchar *cname = sdes ? gst_structure_get_string(sdes.get(), "cname") : nullptr)
+        setup.cname = cname;
+    }
+  }
+  if (setup.cname.empty()) setup.cname = "whepserversink-" + id_.substr(0, 8);
+  for (auto &leg : legs) {
+    DirectRtcp::Leg l;
+    l.branch = leg.branch;
+    gint rate = 0;
+    gobj::Ref<GstCaps> caps = leg.input->fanout->caps();
+    if (caps && gst_caps_get_size(caps.get()) > 0 &&
+        gst_structure_get_int(gst_caps_get_structure(caps.get(), 0), "clock-rate", &rate) && rate > 0)
+      l.clock_rate = guint(rate);
+    setup.legs.push_back(l);
+  }
+
+  // From here webrtcbin must say nothing more to the viewer: its BYE or a
+  // DTLS alert on the way down would end the viewer's session.
+  direct->mute_webrtcbin();
+  for_each_by_factory(webrtcbin.get(), "nicesink", [](GstElement *nicesink) {
+    gobj::Ref<GstPad> pad = gobj::adopt(gst_element_get_static_pad(nicesink, "sink"));
+    if (pad)
+      gst_pad_add_probe(pad.get(), GstPadProbeType(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST),
+                        +[](GstPad *, GstPadProbeInfo *, gpointer) { return GST_PAD_PROBE_DROP; },
+                        nullptr, nullptr);
+    return true;
+  });
+  disconnect_all();
+  for (auto &leg : legs) leg.input->fanout->unlink_branch(leg.branch);
+  gst_element_set_locked_state(webrtcbin.get(), TRUE);
+  gst_element_set_state(webrtcbin.get(), GST_STATE_NULL);
+  for (auto &leg : legs)
+    if (leg.sinkpad) gst_element_release_request_pad(webrtcbin.get(), leg.sinkpad.get());
+  // The ICE object outlives webrtcbin now: its candidate callback points
+  // into webrtcbin.
+  gst_webrtc_ice_set_on_ice_candidate(GST_WEBRTC_ICE(setup.ice.get()), nullptr, nullptr, nullptr);
+  {
+    std::lock_guard<std::mutex> g(handlers_lock_);
+    rtp_session_.reset();
+    dtls_send_pad_.reset();
+  }
+  // Its receive source detached from the component when it stopped.
+  std::string why;
+  std::shared_ptr<DirectRtcp> rtcp = DirectRtcp::start(std::move(setup), direct_rtcp_hooks(), &why);
+  {
+    std::lock_guard<std::mutex> g(legs_lock_);
+    webrtcbin_.reset();
+    for (auto &leg : legs_) leg.sinkpad.reset();
+    rtcp_ = rtcp;
+  }
+  if (rtcp) {
+    released_ = true;
+    last_rtcp_us_ = g_get_monotonic_time();
+    GST_INFO_OBJECT(webrtcbin.get(), "viewer %s: webrtcbin released, RTCP on the agent's thread",
+                    id_.c_str());
+  } else {
+    GST_WARNING_OBJECT(webrtcbin.get(), "viewer %s: RTCP could not move off webrtcbin: %s",
+                       id_.c_str(), why.c_str());
+    failed_ = true;
+    hooks_.schedule_remove(id_, "RTCP could not move off webrtcbin");
+  }
+  return webrtcbin;
 }
 
 GstStructure *ViewerSession::stats() {
   guint64 bytes = 0, packets = 0, keyframe_requests = 0;
   std::shared_ptr<DirectSender> direct;
+  std::shared_ptr<DirectRtcp> rtcp;
   {
     std::lock_guard<std::mutex> g(legs_lock_);
     direct = direct_;
+    rtcp = rtcp_;
     for (auto &leg : legs_) {
       bytes += leg.branch->bytes;
       packets += leg.branch->packets;
@@ -367,8 +548,7 @@ GstStructure *ViewerSession::stats() {
     // RTPSession builds this under its own lock: safe from any thread.
     gobj::Unique<GstStructure> st;
     g_object_get(session.get(), "stats", static_cast<GstStructure **>(gobj::out(st)), nullptr);
-    GST_LOG_OBJECT(webrtcbin_.get(), "viewer %s session stats %" GST_PTR_FORMAT, id_.c_str(),
-                   st.get());
+    GST_LOG("viewer %s session stats %" GST_PTR_FORMAT, id_.c_str(), st.get());
     const GValue *arr = st ? gst_structure_get_value(st.get(), "source-stats") : nullptr;
     G_GNUC_BEGIN_IGNORE_DEPRECATIONS
     GValueArray *sources = arr ? static_cast<GValueArray *>(g_value_get_boxed(arr)) : nullptr;
@@ -385,6 +565,10 @@ GstStructure *ViewerSession::stats() {
     }
     G_GNUC_END_IGNORE_DEPRECATIONS
   }
+  if (rtcp) {  // released: the RTCP handler's own counts
+    nacks = rtcp->nacks();
+    rtt = rtcp->rtt();
+  }
   return gst_structure_new("whep-viewer-stats", "session", G_TYPE_STRING, id_.c_str(), "connected",
                            G_TYPE_BOOLEAN, gboolean(connected_.load()), "bytes-sent", G_TYPE_UINT64,
                            bytes, "packets-sent", G_TYPE_UINT64, packets, "nacks-received", G_TYPE_UINT,
@@ -394,7 +578,9 @@ GstStructure *ViewerSession::stats() {
                            "packets-resent", G_TYPE_UINT64, direct ? direct->resent() : 0,
                            "packets-dropped", G_TYPE_UINT64, direct ? direct->dropped() : 0,
                            "udp-gso", G_TYPE_BOOLEAN, gboolean(direct && direct->udp_gso()),
-                           "rtcp-sent", G_TYPE_UINT64, direct ? direct->rtcp_sent() : 0, nullptr);
+                           "rtcp-sent", G_TYPE_UINT64, direct ? direct->rtcp_sent() : 0,
+                           "webrtcbin-released", G_TYPE_BOOLEAN, gboolean(rtcp != nullptr),
+                           "rtcp-received", G_TYPE_UINT64, rtcp ? rtcp->reports() : 0, nullptr);
 }
 
 }  // namespace whipwhep

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "direct-rtcp.h"
 #include "direct-send.h"
 #include "fanout.h"
 #include "gobj.h"
@@ -25,11 +26,14 @@
 
 namespace whipwhep {
 
-class ViewerSession {
+class ViewerSession : public std::enable_shared_from_this<ViewerSession> {
  public:
   struct Hooks {
     // Remove this viewer later, off the calling thread (a webrtcbin callback).
     std::function<void(const std::string &id, const char *why)> schedule_remove;
+    // Call release_webrtcbin() later, off the calling thread, then take the
+    // webrtcbin out of the bin.
+    std::function<void(const std::string &id)> schedule_release;
   };
   struct Leg {
     std::shared_ptr<Input> input;
@@ -40,16 +44,22 @@ class ViewerSession {
   // Creates the viewer's webrtcbin (not yet in a bin); nullptr if webrtcbin
   // is not installed. ice_sessions_per_agent: 0 = webrtcbin's own ICE agent,
   // else a pooled agent shared by that many viewers (shared-ice.h).
+  // release_webrtcbin: once connected on the direct path with a shared agent,
+  // hand RTCP to a DirectRtcp and let the webrtcbin go (release_webrtcbin()).
   static std::shared_ptr<ViewerSession> create(const std::string &id, guint latency_ms,
                                                const IceSettings &ice,
                                                guint ice_sessions_per_agent, bool direct_send,
-                                               Hooks hooks);
+                                               bool release_webrtcbin, Hooks hooks);
   ~ViewerSession();
   ViewerSession(const ViewerSession &) = delete;
   ViewerSession &operator=(const ViewerSession &) = delete;
 
   const std::string &id() const { return id_; }
-  GstElement *webrtcbin() const { return webrtcbin_.get(); }
+  // Null once released.
+  gobj::Ref<GstElement> webrtcbin() const {
+    std::lock_guard<std::mutex> g(legs_lock_);
+    return webrtcbin_;
+  }
   bool connected() const { return connected_; }
   // The viewer's ICE ufrag from its offer: a PATCH with another one is an
   // ICE restart, with this one (or none) trickle.
@@ -69,8 +79,16 @@ class ViewerSession {
   // Legs fed by `in`, which is going away: stop feeding them.
   void drop_input(const std::shared_ptr<Input> &in);
   // Stops feeding and stopping the webrtcbin, releases its pads; the caller
-  // then removes webrtcbin() from its bin. Returns false if already stopped.
-  bool stop();
+  // then removes the webrtcbin it stopped (*stopped_webrtcbin; null if it
+  // was released before) from its bin. Returns false if already stopped.
+  bool stop(gobj::Ref<GstElement> *stopped_webrtcbin = nullptr);
+  // Off webrtcbin's threads (Hooks::schedule_release): the viewer's RTCP
+  // moves to a DirectRtcp on its ICE agent's thread, and its webrtcbin is
+  // stopped, its pads released. Returns the stopped webrtcbin for the
+  // caller to take out of its bin (the session no longer holds it), or null
+  // if nothing was done (stopped meanwhile, or not on the direct path).
+  gobj::Ref<GstElement> release_webrtcbin();
+  bool released() const { return released_.load(); }
   // "whep-viewer-stats" structure (see whepserversink.cpp), transfer full.
   GstStructure *stats();
 
@@ -83,12 +101,16 @@ class ViewerSession {
   void on_connected();
   void park_handshake_sender_if_running();
   std::shared_ptr<DirectSender> start_direct_send();
-  void on_nack(guint32 media_ssrc, GstBuffer *fci);
+  void on_nack(guint32 media_ssrc, const guint8 *fci, gsize len);
+  void on_keyframe_request(guint32 media_ssrc);
+  void maybe_request_release();
+  DirectRtcp::Hooks direct_rtcp_hooks();
 
   const std::string id_;
   const Hooks hooks_;
-  gobj::Ref<GstElement> webrtcbin_;
-  std::mutex legs_lock_;
+  gobj::Ref<GstElement> webrtcbin_;  // under legs_lock_ once shared; null once released
+  mutable std::mutex legs_lock_;
+  std::mutex lifecycle_lock_;  // stop() and release_webrtcbin(): one at a time
   std::vector<Leg> legs_;   // set on webrtcbin's thread before the answer
   bool stopped_ = false;    // under legs_lock_
   std::mutex handlers_lock_;
@@ -98,7 +120,10 @@ class ViewerSession {
   // A park job is queued or running (park_handshake_sender_if_running).
   std::shared_ptr<std::atomic<bool>> park_in_flight_ = std::make_shared<std::atomic<bool>>(false);
   bool direct_wanted_ = true;
+  bool release_wanted_ = false;
+  std::atomic<bool> release_requested_{false}, released_{false};
   std::shared_ptr<DirectSender> direct_;  // under legs_lock_; set in on_connected
+  std::shared_ptr<DirectRtcp> rtcp_;      // under legs_lock_; set when released
   std::atomic<bool> connected_{false}, failed_{false};
   std::atomic<guint> plis_{0};  // PLI and FIR received
   const gint64 created_us_ = g_get_monotonic_time();

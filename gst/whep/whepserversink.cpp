@@ -37,6 +37,11 @@
 // DTLS and RTCP.
 // ICE: viewers share libnice agents, `ice-sessions-per-agent` (32) to one
 // agent and its thread (shared-ice.h); each keeps its own ICE stream.
+// Release: with `release-webrtcbin` (default), direct send and a shared
+// agent, a viewer's webrtcbin is stopped and released once the viewer's
+// first SRTCP shows its DTLS handshake is over; its RTCP (SRs, reports,
+// PLI/FIR, NACK, BYE) then runs on its ICE agent's thread (direct-rtcp.h):
+// no element and no thread per viewer. A viewer's RTCP BYE removes it.
 // Feedback: NACK -> retransmission from the input's shared history on the
 // direct path (from webrtcbin's rtprtxsend as RTX without direct-send;
 // do-nack on video transceivers); PLI/FIR from any viewer and every join ->
@@ -51,7 +56,9 @@
 // direct path: one GSO train per frame; false once the kernel refused GSO
 // on this viewer's route, then one datagram per packet), rtcp-sent
 // (uint64, direct path: webrtcbin's SRTCP packets, its SRs, protected and
-// sent there instead of through libsrtp and nicesink);
+// sent there instead of through libsrtp and nicesink; after release the
+// SRs built there), webrtcbin-released (boolean), rtcp-received (uint64,
+// after release: authentic SRTCP packets from the viewer);
 // NULL for an unknown session. Synchronous, no promise involved.
 #include "whepserversink.h"
 
@@ -111,6 +118,7 @@ enum {
   PROP_FANOUT_THREADS,
   PROP_DIRECT_SEND,
   PROP_ICE_SESSIONS_PER_AGENT,
+  PROP_RELEASE_WEBRTCBIN,
   N_PROPS
 };
 static GParamSpec *props[N_PROPS];
@@ -139,6 +147,7 @@ struct Settings {
   guint fanout_threads = 0;
   bool direct_send = true;
   guint ice_sessions_per_agent = kDefaultIceSessionsPerAgent;
+  bool release_webrtcbin = true;
 };
 
 using Viewer = ViewerSession;
@@ -177,6 +186,7 @@ class Impl {
   void answered(const std::shared_ptr<Viewer> &v, bool ok, const std::string &text,
                 GstPromise *promise);
   void schedule_remove(const std::string &id, const char *why);
+  void schedule_release(const std::string &id);
   bool remove_viewer(const std::string &id, const char *why);
   void teardown(const std::shared_ptr<Viewer> &v);
   void housekeeping();
@@ -387,13 +397,14 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
     return r;
   }
   guint max_viewers, latency;
-  bool direct_send;
+  bool direct_send, release_webrtcbin;
   guint ice_sessions_per_agent;
   {
     std::lock_guard<std::mutex> g(settings_lock);
     max_viewers = settings.max_viewers;
     latency = settings.latency;
     direct_send = settings.direct_send;
+    release_webrtcbin = settings.release_webrtcbin;
     ice_sessions_per_agent = settings.ice_sessions_per_agent;
   }
   if (max_viewers && viewers >= max_viewers) {
@@ -410,8 +421,10 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
   hooks.schedule_remove = [impl](const std::string &id, const char *why) {
     impl->schedule_remove(id, why);
   };
+  hooks.schedule_release = [impl](const std::string &id) { impl->schedule_release(id); };
   auto v = ViewerSession::create(random_id_hex128(), latency, ice_settings(),
-                                 ice_sessions_per_agent, direct_send, std::move(hooks));
+                                 ice_sessions_per_agent, direct_send, release_webrtcbin,
+                                 std::move(hooks));
   if (!v) return HttpResponse::text(500, "webrtcbin is not installed");
   v->set_remote_ufrag(offer_ice_ufrag(offer.get()));
   {
@@ -425,8 +438,8 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
     viewers_[v->id()] = v;
   }
   g_object_notify_by_pspec(G_OBJECT(self_), props[PROP_VIEWER_COUNT]);
-  gst_bin_add(GST_BIN(element()), v->webrtcbin());
-  gst_element_sync_state_with_parent(v->webrtcbin());
+  gst_bin_add(GST_BIN(element()), v->webrtcbin().get());
+  gst_element_sync_state_with_parent(v->webrtcbin().get());
 
   auto held = gobj::ref(promise);
   auto legs_plan = std::make_shared<ViewerPlan>(std::move(plan));
@@ -436,7 +449,7 @@ HttpResponse Impl::post(const HttpRequest &req, GstPromise *promise, bool *defer
     if (!v) return "the viewer was removed during negotiation";
     return v->prepare_answer(*legs_plan, inputs);
   };
-  answer_offer(v->webrtcbin(), offer.release(), prepare,
+  answer_offer(v->webrtcbin().get(), offer.release(), prepare,
                [impl, weak, held](bool ok, std::string text) {
                  auto v = weak.lock();
                  if (!v) {
@@ -540,9 +553,32 @@ bool Impl::remove_viewer(const std::string &id, const char *why) {
   return true;
 }
 
+void Impl::schedule_release(const std::string &id) {
+  struct Job {
+    Impl *impl;
+    std::string id;
+  };
+  gst_element_call_async(
+      element(),
+      +[](GstElement *, gpointer data) {
+        auto *j = static_cast<Job *>(data);
+        std::shared_ptr<Viewer> v;
+        {
+          std::lock_guard<std::mutex> g(j->impl->lock_);
+          auto it = j->impl->viewers_.find(j->id);
+          if (it != j->impl->viewers_.end()) v = it->second;
+        }
+        if (!v) return;
+        if (gobj::Ref<GstElement> webrtcbin = v->release_webrtcbin())
+          gst_bin_remove(GST_BIN(j->impl->element()), webrtcbin.get());
+      },
+      new Job{this, id}, +[](gpointer d) { delete static_cast<Job *>(d); });
+}
+
 void Impl::teardown(const std::shared_ptr<Viewer> &v) {
-  if (!v->stop()) return;
-  gst_bin_remove(GST_BIN(element()), v->webrtcbin());
+  gobj::Ref<GstElement> webrtcbin;  // stays null if it was released before
+  if (!v->stop(&webrtcbin)) return;
+  if (webrtcbin) gst_bin_remove(GST_BIN(element()), webrtcbin.get());
   GST_INFO_OBJECT(element(), "viewer %s released", v->id().c_str());
   g_signal_emit(self_, signals[SIGNAL_VIEWER_REMOVED], 0, v->id().c_str());
 }
@@ -671,6 +707,7 @@ static void set_property(GObject *object, guint id, const GValue *value, GParamS
     case PROP_FANOUT_THREADS: s.fanout_threads = g_value_get_uint(value); break;
     case PROP_DIRECT_SEND: s.direct_send = g_value_get_boolean(value); break;
     case PROP_ICE_SESSIONS_PER_AGENT: s.ice_sessions_per_agent = g_value_get_uint(value); break;
+    case PROP_RELEASE_WEBRTCBIN: s.release_webrtcbin = g_value_get_boolean(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
 }
@@ -696,6 +733,7 @@ static void get_property(GObject *object, guint id, GValue *value, GParamSpec *p
     case PROP_FANOUT_THREADS: g_value_set_uint(value, s.fanout_threads); break;
     case PROP_DIRECT_SEND: g_value_set_boolean(value, s.direct_send); break;
     case PROP_ICE_SESSIONS_PER_AGENT: g_value_set_uint(value, s.ice_sessions_per_agent); break;
+    case PROP_RELEASE_WEBRTCBIN: g_value_set_boolean(value, s.release_webrtcbin); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
 }
@@ -836,6 +874,14 @@ static void gst_whipwhep_whep_server_sink_class_init(GstWhipwhepWhepServerSinkCl
       "own ICE stream, credentials, candidates and sockets). 0 = each viewer's webrtcbin makes "
       "its own agent. Applies to viewers joining afterwards",
       0, 1024, kDefaultIceSessionsPerAgent, rw_playing);
+  props[PROP_RELEASE_WEBRTCBIN] = g_param_spec_boolean(
+      "release-webrtcbin", "Release webrtcbin",
+      "Once a viewer on the direct path with a shared ICE agent has sent its first SRTCP (its "
+      "DTLS handshake is over), stop and release its webrtcbin: its RTCP (SRs, receiver "
+      "reports, PLI/FIR, NACK) is then handled on the shared agent's thread, with no thread "
+      "and no element per viewer. FALSE = keep each viewer's webrtcbin for the whole session. "
+      "Applies to viewers joining afterwards",
+      TRUE, rw_playing);
   g_object_class_install_properties(oclass, N_PROPS, props);
 
   // void viewer-added (GstElement*, const gchar *session)

@@ -1,0 +1,146 @@
+// whepserversink with release-webrtcbin (the default): once a viewer on the
+// direct path has sent its first SRTCP its webrtcbin is stopped and
+// released, and its RTCP runs on the shared ICE agent's thread
+// (gst/whep/direct-rtcp.h). What the viewer must not notice, and what the
+// server must still do: media and SRs keep coming, RTT, NACK, PLI, trickle
+// PATCH, removal, and no thread left per viewer.
+#include "whepserversink_fixtures.h"
+
+namespace {
+
+bool released(GstElement *sink, const Viewer &v) {
+  gboolean r = FALSE;
+  if (auto st = viewer_stats(sink, v.session)) gst_structure_get_boolean(st.get(), "webrtcbin-released", &r);
+  return r;
+}
+
+bool all_released(Source &src, const std::vector<std::unique_ptr<Viewer>> &viewers) {
+  for (auto &v : viewers)
+    if (!released(src.sink.get(), *v)) return false;
+  return src.webrtcbins() == 0;
+}
+
+guint threads_named(const char *prefix) {
+  guint n = 0;
+  if (DIR *d = opendir("/proc/self/task")) {
+    while (struct dirent *e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      gchar *comm = nullptr;
+      gobj::Unique<gchar> path(g_strdup_printf("/proc/self/task/%s/comm", e->d_name));
+      if (g_file_get_contents(path.get(), &comm, nullptr, nullptr) && g_str_has_prefix(comm, prefix))
+        n++;
+      g_free(comm);
+    }
+    closedir(d);
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST(WhepServerSinkRelease, ViewersKeepDecodingWithRtcpOnTheAgentThread) {
+  Source src;
+  auto viewers = decoding_viewers(src, 2);
+  ASSERT_EQ(viewers.size(), 2u);
+  ASSERT_TRUE(test::wait_for([&] { return all_released(src, viewers); }, 10000))
+      << src.webrtcbins() << " webrtcbins left";
+  EXPECT_EQ(src.viewer_count(), 2u);
+
+  // Video, audio and SRs keep coming (the SRs now built by the relay).
+  const guint64 v0 = viewers[0]->video.n(), a0 = viewers[0]->audio.n();
+  const guint64 v1 = viewers[1]->video.n(), a1 = viewers[1]->audio.n();
+  EXPECT_TRUE(test::wait_for([&] {
+    return viewers[0]->video.n() >= v0 + 60 && viewers[0]->audio.n() >= a0 + 50 &&
+           viewers[1]->video.n() >= v1 + 60 && viewers[1]->audio.n() >= a1 + 50;
+  }, 20000)) << "the viewers stopped decoding once released";
+  EXPECT_TRUE(srs_taken(src.sink.get(), viewers));
+
+  // The viewers' reports are read: they keep the session alive, and they
+  // echo our SRs, which gives the round-trip time.
+  auto stat = [&](const Viewer &v, const char *field) {
+    double rtt = -1;
+    guint64 n = 0;
+    auto st = viewer_stats(src.sink.get(), v.session);
+    if (st && g_str_equal(field, "rtt")) gst_structure_get_double(st.get(), "rtt", &rtt);
+    if (st && !g_str_equal(field, "rtt")) {
+      gst_structure_get_uint64(st.get(), field, &n);
+      return double(n);
+    }
+    return rtt;
+  };
+  const double reports = stat(*viewers[0], "rtcp-received");
+  EXPECT_TRUE(test::wait_for([&] { return stat(*viewers[0], "rtcp-received") > reports; }, 10000));
+  EXPECT_TRUE(test::wait_for([&] { return stat(*viewers[0], "rtt") >= 0; }, 10000));
+  EXPECT_LT(stat(*viewers[0], "rtt"), 1.0) << "a loopback round trip";
+
+  // Trickle ICE after the release goes to the viewer's stream on the
+  // shared agent; the session is unharmed.
+  const std::string frag = "a=candidate:9 1 udp 2122260223 127.0.0.1 9 typ host\r\n";
+  EXPECT_EQ(request(src.sink.get(), "PATCH", viewers[0]->session, frag,
+                    "application/trickle-ice-sdpfrag").status, 204u);
+  const guint64 v2 = viewers[0]->video.n();
+  EXPECT_TRUE(test::wait_for([&] { return viewers[0]->video.n() >= v2 + 30; }, 10000));
+
+  // Removal releases the ICE streams, and with them the shared agent.
+  for (auto &v : viewers) EXPECT_EQ(request(src.sink.get(), "DELETE", v->session, "").status, 200u);
+  EXPECT_EQ(src.viewer_count(), 0u);
+  EXPECT_TRUE(test::wait_for([&] { return threads_named("ice-agent") == 0; }, 10000))
+      << threads_named("ice-agent") << " shared ICE agent threads outlived their viewers";
+}
+
+// What release-webrtcbin is for: no thread stays per viewer. Measured as
+// ThreadsPerViewerAreMeasured does (the test's own viewers are in this
+// process too, so it is the server's count with and without them).
+TEST(WhepServerSinkRelease, ReleasedViewersLeaveNoThreadPerViewer) {
+  Source src(30, false, 15);
+  auto viewers = decoding_viewers(src, 12, false);
+  ASSERT_EQ(viewers.size(), 12u);
+  ASSERT_TRUE(test::wait_for([&] { return all_released(src, viewers); }, 15000));
+  // Threads a stopped webrtcbin had (its task threads go back to GStreamer's
+  // pool and leave it after a moment): count once the number is steady.
+  auto steady_count = [] {
+    guint last = thread_count();
+    gint64 changed_at = g_get_monotonic_time();
+    test::wait_for([&] {
+      const guint now = thread_count();
+      if (now != last) {
+        last = now;
+        changed_at = g_get_monotonic_time();
+      }
+      return g_get_monotonic_time() - changed_at >= 1000 * 1000;
+    }, 15000);
+    return last;
+  };
+  const guint with = steady_count();
+  for (auto &v : viewers) request(src.sink.get(), "DELETE", v->session, "");
+  ASSERT_TRUE(test::wait_for([&] { return src.viewer_count() == 0; }, 10000));
+  const guint without = steady_count();
+  const double per_viewer = (double(with) - double(without)) / double(viewers.size());
+  std::printf("server threads per released viewer: %.2f (%u with 12 viewers, %u without)\n",
+              per_viewer, with, without);
+  RecordProperty("threads_per_viewer_x100", int(per_viewer * 100));
+  EXPECT_LT(per_viewer, 0.5);
+}
+
+// A viewer that leaves says BYE (RTCP, RFC 3550 6.6); the relay then
+// removes it at once instead of waiting for viewer-timeout. The test
+// viewer's webrtcbin does not send one when it stops, so it is made to:
+// an RR + BYE compound into its srtpenc, which protects and sends it.
+TEST(WhepServerSinkRelease, ViewerThatSaysByeIsRemovedWithoutWaitingForTheTimeout) {
+  Source src(30, true, 30, "viewer-timeout=60");
+  auto viewers = decoding_viewers(src, 1);
+  ASSERT_EQ(viewers.size(), 1u);
+  ASSERT_TRUE(test::wait_for([&] { return all_released(src, viewers); }, 10000));
+  gobj::Ref<GstElement> srtpenc = find_by_factory(viewers[0]->webrtc.get(), "srtpenc");
+  ASSERT_TRUE(srtpenc);
+  gobj::Ref<GstPad> rtcp_in = gobj::adopt(gst_element_get_static_pad(srtpenc.get(), "rtcp_sink_0"));
+  ASSERT_TRUE(rtcp_in) << "no RTCP input on the viewer's srtpenc";
+  const guint8 bye[] = {0x80, 201, 0x00, 0x01, 0x12, 0x34, 0x56, 0x78,   // RR, no blocks
+                        0x81, 203, 0x00, 0x01, 0x12, 0x34, 0x56, 0x78};  // BYE
+  const gint64 said = g_get_monotonic_time();
+  EXPECT_EQ(gst_pad_chain(rtcp_in.get(), gst_buffer_new_memdup(bye, sizeof bye)), GST_FLOW_OK);
+  EXPECT_TRUE(test::wait_for([&] { return src.viewer_count() == 0; }, 5000))
+      << "the BYE was not taken: still waiting for the 60 s timeout";
+  std::printf("viewer removed %" G_GINT64_FORMAT " ms after its BYE\n",
+              (g_get_monotonic_time() - said) / 1000);
+}
