@@ -580,7 +580,8 @@ GstStructure *ViewerSession::stats() {
                            "udp-gso", G_TYPE_BOOLEAN, gboolean(direct && direct->udp_gso()),
                            "rtcp-sent", G_TYPE_UINT64, direct ? direct->rtcp_sent() : 0,
                            "webrtcbin-released", G_TYPE_BOOLEAN, gboolean(rtcp != nullptr),
-                           "rtcp-received", G_TYPE_UINT64, rtcp ? rtcp->reports() : 0, nullptr);
+                           "rtcp-received", G_TYPE_UINT64, rtcp ? rtcp->reports() : 0,
+                           "rtcp-rejected", G_TYPE_UINT64, rtcp ? rtcp->rejected() : 0, nullptr);
 }
 
 }  // namespace whipwhep

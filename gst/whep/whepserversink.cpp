@@ -57,8 +57,9 @@
 // on this viewer's route, then one datagram per packet), rtcp-sent
 // (uint64, direct path: webrtcbin's SRTCP packets, its SRs, protected and
 // sent there instead of through libsrtp and nicesink; after release the
-// SRs built there), webrtcbin-released (boolean), rtcp-received (uint64,
-// after release: authentic SRTCP packets from the viewer);
+// SRs built there), webrtcbin-released (boolean), rtcp-received and
+// rtcp-rejected (uint64, after release: SRTCP packets from the viewer that
+// were authentic, and that failed authentication or replay checks);
 // NULL for an unknown session. Synchronous, no promise involved.
 #include "whepserversink.h"
 

@@ -68,8 +68,14 @@ TEST(WhepServerSinkRelease, ViewersKeepDecodingWithRtcpOnTheAgentThread) {
     }
     return rtt;
   };
-  const double reports = stat(*viewers[0], "rtcp-received");
-  EXPECT_TRUE(test::wait_for([&] { return stat(*viewers[0], "rtcp-received") > reports; }, 10000));
+  std::vector<double> reports;
+  for (auto &v : viewers) reports.push_back(stat(*v, "rtcp-received"));
+  EXPECT_TRUE(test::wait_for([&] {
+    for (size_t i = 0; i < viewers.size(); i++)
+      if (stat(*viewers[i], "rtcp-received") <= reports[i]) return false;
+    return true;
+  }, 10000)) << "a released viewer's reports are not read";
+  for (auto &v : viewers) EXPECT_EQ(stat(*v, "rtcp-rejected"), 0) << "SRTCP refused";
   EXPECT_TRUE(test::wait_for([&] { return stat(*viewers[0], "rtt") >= 0; }, 10000));
   EXPECT_LT(stat(*viewers[0], "rtt"), 1.0) << "a loopback round trip";
 
@@ -143,4 +149,21 @@ TEST(WhepServerSinkRelease, ViewerThatSaysByeIsRemovedWithoutWaitingForTheTimeou
       << "the BYE was not taken: still waiting for the 60 s timeout";
   std::printf("viewer removed %" G_GINT64_FORMAT " ms after its BYE\n",
               (g_get_monotonic_time() - said) / 1000);
+}
+
+// Released viewers stay as long as their reports come: with a 3 s
+// viewer-timeout, 8 s after the release all are still served.
+TEST(WhepServerSinkRelease, ReleasedViewersOutliveTheRtcpTimeout) {
+  Source src(30, false, 30, "viewer-timeout=3");
+  auto viewers = decoding_viewers(src, 4, false);
+  ASSERT_EQ(viewers.size(), 4u);
+  ASSERT_TRUE(test::wait_for([&] { return all_released(src, viewers); }, 10000));
+  std::vector<guint64> before;
+  for (auto &v : viewers) before.push_back(v->video.n());
+  EXPECT_TRUE(test::wait_for([&] {
+    for (size_t i = 0; i < viewers.size(); i++)
+      if (viewers[i]->video.n() < before[i] + 240) return false;
+    return true;
+  }, 20000)) << "a released viewer stopped decoding";
+  EXPECT_EQ(src.viewer_count(), 4u) << "a released viewer was timed out";
 }
