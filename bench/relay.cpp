@@ -166,8 +166,14 @@ void naive_request(GstElement *, GstStructure *request, GstPromise *promise, Rel
     whipwhep::reply(promise, whipwhep::HttpResponse::text(405, "naive relay: POST only"));
     return;
   }
+  // The tee is set on the publisher's streaming thread (src_pad_added).
+  gobj::Ref<GstElement> tee;
+  {
+    std::lock_guard<std::mutex> l(r->lock);
+    tee = r->tee;
+  }
   gobj::Ref<GstPad> teesink;
-  if (r->tee) teesink = gobj::adopt(gst_element_get_static_pad(r->tee.get(), "sink"));
+  if (tee) teesink = gobj::adopt(gst_element_get_static_pad(tee.get(), "sink"));
   gobj::Ref<GstCaps> caps;
   if (teesink) caps = gobj::adopt(gst_pad_get_current_caps(teesink.get()));
   if (!caps) {
@@ -199,12 +205,15 @@ void naive_request(GstElement *, GstStructure *request, GstPromise *promise, Rel
   // matching whepsrc's 42e01f offer: both are constrained baseline.
   gst_structure_remove_fields(s, "ssrc", "seqnum-offset", "timestamp-offset", "profile-level-id",
                               "sprop-parameter-sets", nullptr);
-  Relay *relay = r;
   std::string session = whipwhep::random_id_hex128();
   gobj::Ref<GstPromise> p = gobj::ref(promise);
+  // The callback runs on webrtcbin's thread: it holds what it links, and
+  // nothing of the relay's (which main() owns) but those references.
+  gobj::Ref<GstElement> webrtcbin = gobj::ref(wb), queue = gobj::ref(q);
   whipwhep::answer_offer(
       wb, offer,
-      [wb, q, prefs, relay]() -> std::string {
+      [webrtcbin, queue, tee, prefs]() -> std::string {
+        GstElement *wb = webrtcbin.get(), *q = queue.get();
         GstPad *wsink = gst_element_request_pad_simple(wb, "sink_0");
         if (!wsink) return "no sink pad";
         gobj::Ref<GstPad> qsrc = gobj::adopt(gst_element_get_static_pad(q, "src"));
@@ -215,7 +224,7 @@ void naive_request(GstElement *, GstStructure *request, GstPromise *promise, Rel
           g_object_set(trans.get(), "direction", GST_WEBRTC_RTP_TRANSCEIVER_DIRECTION_SENDONLY,
                        "codec-preferences", prefs.get(), nullptr);
         gst_object_unref(wsink);
-        GstPad *tsrc = gst_element_request_pad_simple(relay->tee.get(), "src_%u");
+        GstPad *tsrc = gst_element_request_pad_simple(tee.get(), "src_%u");
         gobj::Ref<GstPad> qsink = gobj::adopt(gst_element_get_static_pad(q, "sink"));
         gst_pad_link(tsrc, qsink.get());
         gst_object_unref(tsrc);
@@ -274,6 +283,7 @@ void src_pad_added(GstElement *, GstPad *pad, Relay *r) {
     gst_element_link_many(q, pay, tee, nullptr);
     gst_element_sync_state_with_parent(tee);
     gst_element_sync_state_with_parent(pay);
+    std::lock_guard<std::mutex> l(r->lock);
     r->tee = gobj::ref(tee);
   }
   gst_pad_link(pad, qsink.get());
@@ -381,8 +391,9 @@ int main(int argc, char **argv) {
     fflush(stdout);
   }
   gst_bus_remove_signal_watch(bus.get());
-  gst_element_set_state(r.pipeline.get(), GST_STATE_NULL);
+  // No new viewer while the pipeline stops.
   r.naive_listener.reset();
+  gst_element_set_state(r.pipeline.get(), GST_STATE_NULL);
   g_main_loop_unref(loop);
   return 0;
 }
