@@ -43,6 +43,23 @@ inline guint thread_count() {
   return n;
 }
 
+// The process's thread count once it has not changed for `quiet_us`
+// (threads of stopped elements go back to GStreamer's pool and leave it
+// after a moment); waits at most timeout_ms.
+inline guint steady_thread_count(gint64 quiet_us, guint timeout_ms) {
+  guint last = thread_count();
+  gint64 changed_at = g_get_monotonic_time();
+  test::wait_for([&] {
+    const guint now = thread_count();
+    if (now != last) {
+      last = now;
+      changed_at = g_get_monotonic_time();
+    }
+    return g_get_monotonic_time() - changed_at >= quiet_us;
+  }, timeout_ms);
+  return last;
+}
+
 // Decoded buffers through a pad: count, first time, largest gap (µs).
 struct FrameClock {
   std::mutex m;

@@ -77,8 +77,9 @@ TEST(WhepServerSinkRelease, ViewersKeepDecodingWithRtcpOnTheAgentThread) {
   }, 10000)) << "a released viewer's reports are not read";
   for (auto &v : viewers) EXPECT_EQ(stat(*v, "rtcp-rejected"), 0) << "SRTCP refused";
   // RTT comes from a report block that echoes one of our SRs. The test
-  // viewers' rtpsession often sends RRs without report blocks (seen: for
-  // many seconds, with or without this change), so its arrival is not
+  // viewers NACK a few packets a second here (as many with release off),
+  // and rtpsession sends those as early RTCP (RFC 4585) whose RR carries no
+  // report block, and may suppress the regular report: its arrival is not
   // asserted; when it is there it must be a loopback round trip.
   auto rtt = [&] {
     double best = -1;
@@ -112,25 +113,11 @@ TEST(WhepServerSinkRelease, ReleasedViewersLeaveNoThreadPerViewer) {
   auto viewers = decoding_viewers(src, 12, false);
   ASSERT_EQ(viewers.size(), 12u);
   ASSERT_TRUE(test::wait_for([&] { return all_released(src, viewers); }, 15000));
-  // Threads a stopped webrtcbin had (its task threads go back to GStreamer's
-  // pool and leave it after a moment): count once the number is steady.
-  auto steady_count = [] {
-    guint last = thread_count();
-    gint64 changed_at = g_get_monotonic_time();
-    test::wait_for([&] {
-      const guint now = thread_count();
-      if (now != last) {
-        last = now;
-        changed_at = g_get_monotonic_time();
-      }
-      return g_get_monotonic_time() - changed_at >= 1000 * 1000;
-    }, 15000);
-    return last;
-  };
-  const guint with = steady_count();
+  // Threads a stopped webrtcbin had leave GStreamer's pool after a moment.
+  const guint with = steady_thread_count(1000 * 1000, 15000);
   for (auto &v : viewers) request(src.sink.get(), "DELETE", v->session, "");
   ASSERT_TRUE(test::wait_for([&] { return src.viewer_count() == 0; }, 10000));
-  const guint without = steady_count();
+  const guint without = steady_thread_count(1000 * 1000, 15000);
   const double per_viewer = (double(with) - double(without)) / double(viewers.size());
   std::printf("server threads per released viewer: %.2f (%u with 12 viewers, %u without)\n",
               per_viewer, with, without);

@@ -562,18 +562,9 @@ TEST(WhepServerSink, ThreadsPerViewerAreMeasured) {
   const guint with = thread_count();
   for (auto &v : viewers) request(src.sink.get(), "DELETE", v->session, "");
   ASSERT_TRUE(test::wait_for([&] { return src.webrtcbins() == 0; }, 20000));
-  guint without = thread_count();
-  // Let joined threads go: wait until the count has not changed for 300 ms
+  // Let joined threads go: the count once it has not changed for 300 ms
   // (pooled task threads may linger; at most a few).
-  gint64 changed_at = g_get_monotonic_time();
-  test::wait_for([&] {
-    const guint now = thread_count();
-    if (now != without) {
-      without = now;
-      changed_at = g_get_monotonic_time();
-    }
-    return g_get_monotonic_time() - changed_at >= 300 * 1000;
-  }, 5000);
+  const guint without = steady_thread_count(300 * 1000, 5000);
   const double per_viewer = (double(with) - double(without)) / 20.0;
   std::printf("server threads per viewer: %.2f (%u with 20 viewers, %u after removing them)\n",
               per_viewer, with, without);
