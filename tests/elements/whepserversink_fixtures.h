@@ -43,6 +43,23 @@ inline guint thread_count() {
   return n;
 }
 
+// Threads of this process whose name starts with `prefix`.
+inline guint threads_named(const char *prefix) {
+  guint n = 0;
+  if (DIR *d = opendir("/proc/self/task")) {
+    while (struct dirent *e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      gchar *comm = nullptr;
+      gobj::Unique<gchar> path(g_strdup_printf("/proc/self/task/%s/comm", e->d_name));
+      if (g_file_get_contents(path.get(), &comm, nullptr, nullptr) && g_str_has_prefix(comm, prefix))
+        n++;
+      g_free(comm);
+    }
+    closedir(d);
+  }
+  return n;
+}
+
 // The process's thread count once it has not changed for `quiet_us`
 // (threads of stopped elements go back to GStreamer's pool and leave it
 // after a moment); waits at most timeout_ms.

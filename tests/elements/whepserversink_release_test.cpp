@@ -20,22 +20,6 @@ bool all_released(Source &src, const std::vector<std::unique_ptr<Viewer>> &viewe
   return src.webrtcbins() == 0;
 }
 
-guint threads_named(const char *prefix) {
-  guint n = 0;
-  if (DIR *d = opendir("/proc/self/task")) {
-    while (struct dirent *e = readdir(d)) {
-      if (e->d_name[0] == '.') continue;
-      gchar *comm = nullptr;
-      gobj::Unique<gchar> path(g_strdup_printf("/proc/self/task/%s/comm", e->d_name));
-      if (g_file_get_contents(path.get(), &comm, nullptr, nullptr) && g_str_has_prefix(comm, prefix))
-        n++;
-      g_free(comm);
-    }
-    closedir(d);
-  }
-  return n;
-}
-
 }  // namespace
 
 TEST(WhepServerSinkRelease, ViewersKeepDecodingWithRtcpOnTheAgentThread) {

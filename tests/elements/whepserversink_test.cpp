@@ -664,22 +664,7 @@ TEST(WhepServerSink, ViewersShareIceAgentsAndLeaveNothingBehind) {
     EXPECT_EQ(handler_count(shared, per_session[i]), before[i]) << per_session[i];
 
   // The agents' threads go with their last viewers.
-  auto agent_threads = [] {
-    guint n = 0;
-    if (DIR *d = opendir("/proc/self/task")) {
-      while (struct dirent *e = readdir(d)) {
-        if (e->d_name[0] == '.') continue;
-        gchar *comm = nullptr;
-        gobj::Unique<gchar> path(g_strdup_printf("/proc/self/task/%s/comm", e->d_name));
-        if (g_file_get_contents(path.get(), &comm, nullptr, nullptr) &&
-            g_str_has_prefix(comm, "ice-agent"))
-          n++;
-        g_free(comm);
-      }
-      closedir(d);
-    }
-    return n;
-  };
+  auto agent_threads = [] { return threads_named("ice-agent"); };
   EXPECT_EQ(agent_threads(), 2u) << "two shared agents, one thread each";
   GWeakRef agent_a, agent_c;
   g_weak_ref_init(&agent_a, a.agent.get());
