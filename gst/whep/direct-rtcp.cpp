@@ -3,6 +3,8 @@
 #include <agent.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 #include "ice-receive-src.h"
 
@@ -35,6 +37,77 @@ guint64 ntp_now() {
 
 }  // namespace
 
+// The SR timer of one agent context, shared by the viewers on it.
+class DirectRtcp::Ticker {
+ public:
+  // The context's ticker, made on first use; it goes with its last viewer.
+  static std::shared_ptr<Ticker> of(GMainContext *context) {
+    std::lock_guard<std::mutex> g(registry_lock());
+    auto &weak = registry()[context];
+    std::shared_ptr<Ticker> t = weak.lock();
+    if (!t) {
+      t.reset(new Ticker(context));
+      weak = t;
+      // The source holds the ticker weakly: the last viewer's reference
+      // ends it.
+      g_source_set_callback(
+          t->timer_.get(),
+          +[](gpointer data) -> gboolean {
+            if (auto self = static_cast<std::weak_ptr<Ticker> *>(data)->lock()) self->tick();
+            return G_SOURCE_CONTINUE;
+          },
+          new std::weak_ptr<Ticker>(t),
+          +[](gpointer data) { delete static_cast<std::weak_ptr<Ticker> *>(data); });
+      g_source_attach(t->timer_.get(), context);
+    }
+    return t;
+  }
+  ~Ticker() {
+    g_source_destroy(timer_.get());
+    std::lock_guard<std::mutex> g(registry_lock());
+    auto it = registry().find(context_.get());
+    if (it != registry().end() && it->second.expired()) registry().erase(it);
+  }
+  void add(const std::shared_ptr<DirectRtcp> &r) {
+    std::lock_guard<std::mutex> g(lock_);
+    viewers_.push_back(r);
+  }
+  void remove(const DirectRtcp *r) {
+    std::lock_guard<std::mutex> g(lock_);
+    viewers_.erase(std::remove_if(viewers_.begin(), viewers_.end(),
+                                  [r](const std::weak_ptr<DirectRtcp> &w) {
+                                    auto v = w.lock();
+                                    return !v || v.get() == r;
+                                  }),
+                   viewers_.end());
+  }
+
+ private:
+  explicit Ticker(GMainContext *context)
+      : context_(gobj::ref(context)), timer_(gobj::adopt(g_timeout_source_new(kReportIntervalMs))) {}
+  void tick() {
+    std::vector<std::shared_ptr<DirectRtcp>> now;
+    {
+      std::lock_guard<std::mutex> g(lock_);
+      for (auto &w : viewers_)
+        if (auto v = w.lock()) now.push_back(std::move(v));
+    }
+    for (auto &v : now) v->send_reports();
+  }
+  static std::mutex &registry_lock() {
+    static std::mutex m;
+    return m;
+  }
+  static std::map<GMainContext *, std::weak_ptr<Ticker>> &registry() {
+    static auto *r = new std::map<GMainContext *, std::weak_ptr<Ticker>>();  // never destroyed
+    return *r;
+  }
+  gobj::Ref<GMainContext> context_;
+  gobj::Ref<GSource> timer_;
+  std::mutex lock_;
+  std::vector<std::weak_ptr<DirectRtcp>> viewers_;
+};
+
 std::shared_ptr<DirectRtcp> DirectRtcp::start(Setup setup, Hooks hooks, std::string *why) {
   std::shared_ptr<DirectRtcp> r(new DirectRtcp());
   if (!setup.sender || !setup.sender->agent() || !setup.sender->stream_id())
@@ -55,15 +128,8 @@ std::shared_ptr<DirectRtcp> DirectRtcp::start(Setup setup, Hooks hooks, std::str
                               &DirectRtcp::on_receive, r.get()))
     return *why = "the viewer's ICE stream is gone", nullptr;
   r->attached_ = true;
-  r->timer_ = gobj::adopt(g_timeout_source_new(kReportIntervalMs));
-  g_source_set_callback(
-      r->timer_.get(),
-      +[](gpointer data) -> gboolean {
-        static_cast<DirectRtcp *>(data)->send_reports();
-        return G_SOURCE_CONTINUE;
-      },
-      r.get(), nullptr);
-  g_source_attach(r->timer_.get(), r->context_.get());
+  r->ticker_ = Ticker::of(r->context_.get());
+  r->ticker_->add(r);
   // The first SR now: the viewer maps RTP to wall-clock time (audio/video
   // sync) from it, and rtpsession's last one may be a second old.
   r->send_reports();
@@ -77,10 +143,10 @@ void DirectRtcp::stop() {
   attached_ = false;
   nice_agent_attach_recv(setup_.sender->agent(), setup_.sender->stream_id(), 1, context_.get(),
                          nullptr, nullptr);
-  if (timer_) g_source_destroy(timer_.get());
-  // A datagram or tick read before the detach may still be in a callback.
+  if (ticker_) ticker_->remove(this);
+  // A datagram read before the detach (or a tick) may still be running.
   wait_for_main_context(context_.get());
-  timer_.reset();
+  ticker_.reset();
 }
 
 void DirectRtcp::on_receive(NiceAgent *, guint, guint, guint len, gchar *data, gpointer self) {
@@ -142,10 +208,17 @@ void DirectRtcp::send_reports() {
     if (sent_us == 0 || b.dead) continue;  // nothing sent yet: no time to map
     const guint32 ssrc = b.last_ssrc.load(std::memory_order_relaxed);
     // The RTP time that corresponds to now: the last packet's, moved on by
-    // the time since it left, at the stream's clock rate.
-    const guint32 rtptime =
-        b.last_rtptime.load(std::memory_order_relaxed) +
-        guint32(guint64(now_us - sent_us) * leg.clock_rate / G_USEC_PER_SEC);
+    // the running time since its timestamp (as rtpsession computes it), or
+    // failing that by the time since it was sent.
+    const GstClockTime pts_rt = b.last_pts_rt.load(std::memory_order_relaxed);
+    const GstClockTime now_rt = leg.clock_element
+                                    ? gst_element_get_current_running_time(leg.clock_element.get())
+                                    : GST_CLOCK_TIME_NONE;
+    const gint64 since_ns = GST_CLOCK_TIME_IS_VALID(pts_rt) && GST_CLOCK_TIME_IS_VALID(now_rt)
+                                ? GST_CLOCK_DIFF(pts_rt, now_rt)
+                                : (now_us - sent_us) * 1000;
+    const guint32 rtptime = b.last_rtptime.load(std::memory_order_relaxed) +
+                            guint32(since_ns * gint64(leg.clock_rate) / GST_SECOND);
     const guint64 packets = b.packets.load(), bytes = b.bytes.load();
     std::vector<guint8> p = {0x80, kSr, 0x00, 0x06};  // SR without report blocks: 7 words
     put32(p, ssrc);

@@ -8,12 +8,15 @@
 // with no thread or element of its own, on the viewer's shared ICE agent's
 // thread (shared-ice.h): the agent's receive callback for the viewer's
 // component decrypts its SRTCP (SrtpProtector::unprotect_rtcp, the viewer's
-// keys) and hands RR, PLI/FIR, NACK and BYE to the session; a timer on the
-// same main context sends each leg's SR (with the SDES CNAME webrtcbin
-// used) every second through the direct path.
+// keys) and hands RR, PLI/FIR, NACK and BYE to the session; one timer per
+// agent context sends, every second, each of its viewers' SRs (with the
+// SDES CNAME webrtcbin used) through the direct path. One timer for all of
+// an agent's viewers, not one each: every wakeup of the agent's main loop
+// is a pass over all the sources of its context (GLib's prepare and
+// check), which was most of the agent threads' time at N=500 (perf).
 #pragma once
 
-#include <glib-object.h>
+#include <gst/gst.h>
 
 #include <atomic>
 #include <functional>
@@ -33,6 +36,7 @@ class DirectRtcp {
   struct Leg {
     std::shared_ptr<Fanout::Branch> branch;
     guint clock_rate = 90000;
+    gobj::Ref<GstElement> clock_element;  // in the pipeline: its running time now
   };
   // Called on the agent's thread; must not block.
   struct Hooks {
@@ -53,6 +57,7 @@ class DirectRtcp {
   // Takes over the viewer's ICE component (its receive callback) and starts
   // the SR timer; nullptr and a reason if it cannot.
   static std::shared_ptr<DirectRtcp> start(Setup setup, Hooks hooks, std::string *why);
+  class Ticker;  // direct-rtcp.cpp
   ~DirectRtcp();
   DirectRtcp(const DirectRtcp &) = delete;
   DirectRtcp &operator=(const DirectRtcp &) = delete;
@@ -76,7 +81,7 @@ class DirectRtcp {
   Hooks hooks_;
   SrtpProtector viewer_srtcp_;  // the agent's thread only
   gobj::Ref<GMainContext> context_;
-  gobj::Ref<GSource> timer_;
+  std::shared_ptr<Ticker> ticker_;
   bool attached_ = false;
   std::atomic<double> rtt_{-1};
   std::atomic<guint> nacks_{0};

@@ -374,6 +374,16 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
   // Read out of the buffers once for every direct viewer of this shard.
   static thread_local DirectSender::Plain plain;
   bool plain_ready = false;
+  // The running time of the list's last packet, for the SRs (Branch).
+  GstClockTime pts_rt = GST_CLOCK_TIME_NONE;
+  if (GstBuffer *last = n ? gst_buffer_list_get(list, n - 1) : nullptr;
+      last && GST_BUFFER_PTS_IS_VALID(last)) {
+    std::lock_guard<std::mutex> g(lock_);
+    const GstSegment *segment = nullptr;
+    if (segment_) gst_event_parse_segment(segment_.get(), &segment);
+    if (segment && segment->format == GST_FORMAT_TIME)
+      pts_rt = gst_segment_to_running_time(segment, GST_FORMAT_TIME, GST_BUFFER_PTS(last));
+  }
   for (const auto &b : *l) {
     if (b->shard != shard || !b->ready.load(std::memory_order_acquire)) continue;
     const bool rewrite = b->pt >= 0 && b->pt != spt;
@@ -408,6 +418,7 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
         };
         b->last_ssrc.store(be32(h + 8), std::memory_order_relaxed);
         b->last_rtptime.store(be32(h + 4), std::memory_order_relaxed);
+        b->last_pts_rt.store(pts_rt, std::memory_order_relaxed);
         b->last_sent_us.store(g_get_monotonic_time(), std::memory_order_release);
       }
       // One packet now and then through webrtcbin, for its RTCP (see

@@ -69,10 +69,14 @@ class Fanout {
     // (direct-send.h); `leg` numbers this branch among the viewer's.
     std::shared_ptr<DirectSender> direct;
     guint leg = 0;
-    // The last packet sent on the direct path: its SSRC, RTP time and when
-    // (monotonic us). The SRs of a viewer whose webrtcbin was released
-    // (direct-rtcp.h) map RTP time to wall-clock time from these.
+    // The last packet sent on the direct path: its SSRC, RTP time, its
+    // buffer's running time (PTS) and when it was sent (monotonic us). The
+    // SRs of a viewer whose webrtcbin was released (direct-rtcp.h) map RTP
+    // time to wall-clock time from these, as rtpsession did: through the
+    // running time, so that audio and video map alike whatever each waited
+    // upstream (send times would skew lip sync by the difference).
     std::atomic<guint32> last_ssrc{0}, last_rtptime{0};
+    std::atomic<GstClockTime> last_pts_rt{GST_CLOCK_TIME_NONE};
     std::atomic<gint64> last_sent_us{0};
   };
 

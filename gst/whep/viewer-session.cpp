@@ -467,6 +467,7 @@ gobj::Ref<GstElement> ViewerSession::release_webrtcbin() {
   for (auto &leg : legs) {
     DirectRtcp::Leg l;
     l.branch = leg.branch;
+    l.clock_element = leg.input->payloader;
     gint rate = 0;
     gobj::Ref<GstCaps> caps = leg.input->fanout->caps();
     if (caps && gst_caps_get_size(caps.get()) > 0 &&
