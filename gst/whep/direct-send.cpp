@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "send-batch.h"
 #include "shared-ice.h"
 #include "webrtc-negotiation.h"
 
@@ -123,10 +124,25 @@ void DirectSender::close() {
     g_signal_handler_disconnect(agent_.get(), pair_handler_);
     pair_handler_ = 0;
   }
-  std::lock_guard<std::mutex> g(lock_);
-  closed_ = true;
-  socket_.reset();
-  fd_ = -1;
+  {
+    std::lock_guard<std::mutex> g(lock_);
+    closed_ = true;
+    socket_.reset();
+    fd_ = -1;
+  }
+  // A sender thread's batch may still hold messages for the socket (by
+  // descriptor): they leave before the caller lets the agent close it.
+  std::unique_lock<std::mutex> g(flight_lock_);
+  flight_cv_.wait(g, [this] { return inflight_.load() == 0; });
+}
+
+void DirectSender::inflight_done() {
+  // closed_ is read after the decrement and written before close() reads
+  // the count, so either close() sees 0 or this sees it closed and wakes it.
+  if (inflight_.fetch_sub(1) == 1 && closed_.load()) {
+    std::lock_guard<std::mutex> g(flight_lock_);
+    flight_cv_.notify_all();
+  }
 }
 
 void DirectSender::on_selected_pair(NiceAgent *, guint stream, guint component,
@@ -189,9 +205,98 @@ void DirectSender::Plain::assign(GstBufferList *list) {
   }
 }
 
-guint DirectSender::send(const Plain &batch, int pt) {
+guint DirectSender::send(const Plain &batch, int pt, SendBatch *queue,
+                         std::atomic<guint64> *sent) {
   std::lock_guard<std::mutex> g(lock_);
+  if (queue && fd_ >= 0) {
+    const guint n = queue_locked(batch, pt, queue, sent);
+    if (n != G_MAXUINT) return n;
+  }
   return send_locked(batch, pt);
+}
+
+guint DirectSender::queue_locked(const Plain &batch, int pt, SendBatch *queue,
+                                 std::atomic<guint64> *sent) {
+  const guint n = guint(batch.packets.size());
+  if (closed_.load(std::memory_order_relaxed) || n == 0) return 0;
+  // The caller made room (SendBatch::reserve, outside this lock); if there
+  // is none, this batch is too big for it: sent now.
+  if (!queue->fits(n, kMaxPacket + SrtpProtector::kMaxTrailer, n)) return G_MAXUINT;
+  for (guint i = 0; i < n; i++) {
+    const gsize size = batch.packets[i].second;
+    if (size > kMaxPacket) continue;
+    const size_t len = srtp_.protect(batch.bytes.data() + batch.packets[i].first, size,
+                                     queue->packet_space(), size + SrtpProtector::kMaxTrailer, pt);
+    if (len) queue->commit_packet(len);
+  }
+  iovec *iovs = queue->pending_iovs();
+  const guint m = queue->pending_count();
+  for (guint i = 0; i < m;) {
+    const guint run = train_length(iovs, i, m);
+    sockaddr_storage *name = nullptr;
+    char *control = nullptr;
+    size_t control_len = 0;
+    msghdr *mh = queue->next_message(&name, &control, &control_len);
+    // The address is copied: set_path() may change peer_ before the flush.
+    memcpy(name, &peer_, peer_len_);
+    fill_message(*mh, name, &iovs[i], run, control, control_len);
+    queue->queue(fd_, run, shared_from_this(), sent);
+    i += run;
+  }
+  dropped_ += n - m;
+  return m;
+}
+
+void DirectSender::batch_done(const msghdr &msg, guint packets, int res,
+                              std::atomic<guint64> *sent) {
+  if (res >= 0) return;
+  guint resent = 0;
+  std::lock_guard<std::mutex> g(lock_);
+  if ((res == -EIO || res == -EINVAL || res == -ENOPROTOOPT) && packets > 1 && fd_ >= 0 &&
+      gso_.load(std::memory_order_relaxed)) {
+    // No GSO here: never again for this viewer; this message's packets
+    // now one message each (the batch's arena still holds them).
+    GST_INFO("direct send: UDP GSO refused (%s), one message per packet", g_strerror(-res));
+    gso_.store(false, std::memory_order_relaxed);
+    Scratch &sc = scratch();
+    sc.iovs.assign(msg.msg_iov, msg.msg_iov + msg.msg_iovlen);
+    resent = send_socket(0, guint(sc.iovs.size()));
+  } else if (res != -EAGAIN && res != -EWOULDBLOCK) {
+    GST_LOG("direct send: sendmsg: %s", g_strerror(-res));
+  }
+  const guint failed = packets - std::min(packets, resent);
+  dropped_ += failed;
+  if (sent) sent->fetch_sub(failed, std::memory_order_relaxed);
+}
+
+guint DirectSender::train_length(const iovec *iovs, guint i, guint m) const {
+  guint run = 1;
+  if (!gso_.load(std::memory_order_relaxed)) return run;
+  const size_t seg = iovs[i].iov_len;
+  // At most 64 segments and one UDP datagram's worth of bytes.
+  const guint max_run = guint(std::min<size_t>(64, 65000 / std::max<size_t>(seg, 1)));
+  while (i + run < m && run < max_run && iovs[i + run].iov_len == seg) run++;
+  if (i + run < m && run < max_run && iovs[i + run].iov_len < seg) run++;  // a shorter last one
+  return run;
+}
+
+void DirectSender::fill_message(msghdr &mh, sockaddr_storage *name, iovec *iov, guint run,
+                                char *control, size_t control_len) const {
+  mh = msghdr{};
+  mh.msg_name = name;
+  mh.msg_namelen = peer_len_;
+  mh.msg_iov = iov;
+  mh.msg_iovlen = run;
+  if (run > 1) {
+    mh.msg_control = control;
+    mh.msg_controllen = control_len;
+    cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_UDP;
+    cm->cmsg_type = UDP_SEGMENT;
+    cm->cmsg_len = CMSG_LEN(sizeof(guint16));
+    const guint16 gso_size = guint16(iov[0].iov_len);
+    memcpy(CMSG_DATA(cm), &gso_size, sizeof gso_size);
+  }
 }
 
 guint DirectSender::resend(GstBuffer *packet, int pt) {
@@ -209,7 +314,6 @@ bool DirectSender::send_rtcp(GstBuffer *buffer) {
   // Released from its webrtcbin: what that webrtcbin still emits while it
   // stops (a BYE) must not reach the viewer, which would end the stream.
   if (webrtcbin_muted_.load(std::memory_order_acquire)) return true;
-  constexpr gsize kMaxPacket = 1500;
   guint8 packet[kMaxPacket];
   const gsize size = gst_buffer_get_size(buffer);
   if (size > kMaxPacket) return false;
@@ -221,7 +325,6 @@ bool DirectSender::send_rtcp(GstBuffer *buffer) {
 }
 
 int DirectSender::send_rtcp(const guint8 *plain, gsize size) {
-  constexpr gsize kMaxPacket = 1500;
   guint8 packet[kMaxPacket + SrtpProtector::kMaxRtcpTrailer];
   if (size > kMaxPacket) return 0;
   std::lock_guard<std::mutex> g(lock_);
@@ -246,7 +349,6 @@ guint DirectSender::send_locked(const Plain &batch, int pt) {
   Scratch &sc = scratch();
   const guint n = guint(batch.packets.size());
   if (closed_.load(std::memory_order_relaxed) || n == 0) return 0;
-  constexpr gsize kMaxPacket = 1500;
   sc.bytes.resize(n * (kMaxPacket + SrtpProtector::kMaxTrailer));
   sc.iovs.resize(n);
   guint m = 0;
@@ -294,31 +396,10 @@ guint DirectSender::send_socket(guint first, guint m) {
   sc.controls.resize(m);
   guint nmsg = 0;
   for (guint i = first; i < m;) {
-    guint run = 1;
-    const size_t seg = sc.iovs[i].iov_len;
-    if (gso_.load(std::memory_order_relaxed)) {
-      // At most 64 segments and one UDP datagram's worth of bytes.
-      const guint max_run = guint(std::min<size_t>(64, 65000 / std::max<size_t>(seg, 1)));
-      while (i + run < m && run < max_run && sc.iovs[i + run].iov_len == seg) run++;
-      if (i + run < m && run < max_run && sc.iovs[i + run].iov_len < seg) run++;  // a shorter last one
-    }
-    mmsghdr &mh = sc.msgs[nmsg];
-    mh = mmsghdr{};
-    mh.msg_hdr.msg_name = &peer_;
-    mh.msg_hdr.msg_namelen = peer_len_;
-    mh.msg_hdr.msg_iov = &sc.iovs[i];
-    mh.msg_hdr.msg_iovlen = run;
-    if (run > 1) {
-      Control &c = sc.controls[nmsg];
-      mh.msg_hdr.msg_control = c.bytes;
-      mh.msg_hdr.msg_controllen = sizeof c.bytes;
-      cmsghdr *cm = CMSG_FIRSTHDR(&mh.msg_hdr);
-      cm->cmsg_level = SOL_UDP;
-      cm->cmsg_type = UDP_SEGMENT;
-      cm->cmsg_len = CMSG_LEN(sizeof(guint16));
-      const guint16 gso_size = guint16(seg);
-      memcpy(CMSG_DATA(cm), &gso_size, sizeof gso_size);
-    }
+    const guint run = train_length(sc.iovs.data(), i, m);
+    sc.msgs[nmsg].msg_len = 0;
+    fill_message(sc.msgs[nmsg].msg_hdr, &peer_, &sc.iovs[i], run, sc.controls[nmsg].bytes,
+                 sizeof sc.controls[nmsg].bytes);
     sc.runs.resize(nmsg + 1);
     sc.runs[nmsg] = run;
     nmsg++;

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,7 +42,9 @@ typedef struct _NiceCandidate NiceCandidate;
 
 namespace whipwhep {
 
-class DirectSender {
+class SendBatch;
+
+class DirectSender : public std::enable_shared_from_this<DirectSender> {
  public:
   // rtpsession keeps a source a sender for two RTCP intervals (>= 5 s)
   // after its last packet, and an SR only needs one real packet to map RTP
@@ -66,9 +69,13 @@ class DirectSender {
     void assign(GstBufferList *list);
   };
   // SRTP-protects the batch (payload type rewritten to `pt` unless pt < 0)
-  // and sends it in one sendmmsg. A full socket buffer drops and counts.
-  // Returns the number of packets sent.
-  guint send(const Plain &batch, int pt);
+  // and sends it in one sendmmsg, or queues it in `queue` (the calling
+  // sender thread's io_uring batch, send-batch.h; may be null), which sends
+  // it at its flush(). A full socket buffer drops and counts. Returns the
+  // number of packets sent or queued; a queued packet that fails later is
+  // counted as dropped and taken off `sent` (may be null).
+  guint send(const Plain &batch, int pt, SendBatch *queue = nullptr,
+             std::atomic<guint64> *sent = nullptr);
   guint resend(GstBuffer *packet, int pt);
   // The packet of this batch of leg `leg` (index 0..3) that should also go
   // through webrtcbin now, for its RTCP bookkeeping, or null: every
@@ -76,7 +83,9 @@ class DirectSender {
   // what webrtcbin sees is timed like a whole frame sent (the relay-latency
   // bench measures there), or any packet after kKeepaliveMaxUs.
   GstBuffer *keepalive(guint leg, GstBufferList *list, gint64 now_us);
-  // No more sends; the socket is released. Call before stopping webrtcbin.
+  // No more sends; the socket is released. Call before stopping webrtcbin,
+  // never from a fan-out sender thread: it waits for the packets a sender
+  // thread's batch still holds for this viewer (microseconds).
   void close();
 
   // One compound RTCP packet of webrtcbin's (rtpsession's SRs) protected
@@ -99,9 +108,22 @@ class DirectSender {
   bool udp_gso() const { return gso_.load(std::memory_order_relaxed); }
 
  private:
+  friend class SendBatch;
   DirectSender() = default;
   void set_path(NiceCandidate *local, NiceCandidate *remote);
   guint send_locked(const Plain &batch, int pt);
+  guint queue_locked(const Plain &batch, int pt, SendBatch *queue, std::atomic<guint64> *sent);
+  // A message of this viewer's that a SendBatch sent: `res` is sendmsg's
+  // result or -errno.
+  void batch_done(const msghdr &msg, guint packets, int res, std::atomic<guint64> *sent);
+  void inflight_done();
+  // The message header for `run` packets from `iov` to `name` (the peer),
+  // with a UDP_SEGMENT control message in `control` when run > 1.
+  void fill_message(msghdr &mh, sockaddr_storage *name, iovec *iov, guint run, char *control,
+                    size_t control_len) const;
+  // How many packets from iovs[i] go in one message (UDP GSO: same-sized
+  // packets and one shorter last one).
+  guint train_length(const iovec *iovs, guint i, guint m) const;
   // Sends the scratch's iovs[0..m): sendmmsg on the pair's socket, or
   // through libnice (relayed and TCP pairs). Returns how many went out.
   guint send_prepared(guint m);
@@ -118,6 +140,14 @@ class DirectSender {
   // Working space for one batch, per sending thread (a fan-out shard's
   // thread, or a viewer's RTCP thread for a retransmission): shared by all
   // the viewers a thread serves instead of held by each.
+  // The largest RTP or RTCP packet this path sends.
+  static constexpr gsize kMaxPacket = 1500;
+
+ public:
+  // Room to ask of a SendBatch (reserve) before send() queues `packets`.
+  static constexpr gsize kQueuedPacketSpace = kMaxPacket + SrtpProtector::kMaxTrailer;
+
+ private:
   struct Control {
     alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(guint16))];
   };
@@ -136,6 +166,11 @@ class DirectSender {
   guint stream_id_ = 0;
   std::vector<std::pair<gobj::Ref<GstPad>, gulong>> probes_;  // on srtpenc's sink pads
   std::atomic<bool> closed_{false};
+  // Messages queued in a SendBatch and not yet completed; close() waits
+  // for none.
+  std::atomic<int> inflight_{0};
+  std::mutex flight_lock_;
+  std::condition_variable flight_cv_;
   std::atomic<bool> webrtcbin_muted_{false};
   std::atomic<gint64> last_keepalive_us_[4] = {};
   std::atomic<guint64> dropped_{0}, resent_{0}, rtcp_sent_{0};

@@ -1,6 +1,7 @@
 #include "fanout.h"
 
 #include "direct-send.h"
+#include "send-batch.h"
 
 #include <gst/video/video.h>
 #include <pthread.h>
@@ -374,7 +375,11 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
   // Read out of the buffers once for every direct viewer of this shard.
   static thread_local DirectSender::Plain plain;
   bool plain_ready = false;
-  // The running time of the list's last packet, for the SRs (Branch).
+  // The direct viewers' packets leave together at the end (send-batch.h).
+  SendBatch *batch = SendBatch::for_this_thread();
+  // The list's last packet, for the SRs (Branch): its SSRC and RTP time,
+  // read once plain is, and its running time.
+  guint32 last_ssrc = 0, last_rtptime = 0;
   GstClockTime pts_rt = GST_CLOCK_TIME_NONE;
   if (GstBuffer *last = n ? gst_buffer_list_get(list, n - 1) : nullptr;
       last && GST_BUFFER_PTS_IS_VALID(last)) {
@@ -384,13 +389,16 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
     if (segment && segment->format == GST_FORMAT_TIME)
       pts_rt = gst_segment_to_running_time(segment, GST_FORMAT_TIME, GST_BUFFER_PTS(last));
   }
+  const gint64 now_us = g_get_monotonic_time();
   for (const auto &b : *l) {
     if (b->shard != shard || !b->ready.load(std::memory_order_acquire)) continue;
     const bool rewrite = b->pt >= 0 && b->pt != spt;
     const bool direct = b->direct && b->direct->active();
     GstBufferList *out = nullptr;
     if (direct) {
-      // Rewritten while it is protected, in the sender's scratch space.
+      // Rewritten while it is protected, in the sender's scratch space;
+      // room made in the batch before any viewer's lock is taken.
+      if (batch) batch->reserve(n, DirectSender::kQueuedPacketSpace, n);
     } else if (!rewrite) {
       out = gst_buffer_list_ref(list);
     } else {
@@ -407,23 +415,26 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
       if (!plain_ready) {
         plain.assign(list);
         plain_ready = true;
+        if (!plain.packets.empty() && plain.packets.back().second >= 12) {
+          const guint8 *h = plain.bytes.data() + plain.packets.back().first;
+          last_rtptime = GST_READ_UINT32_BE(h + 4);
+          last_ssrc = GST_READ_UINT32_BE(h + 8);
+        }
       }
-      const guint sent = b->direct->send(plain, rewrite ? b->pt : -1);
+      // Counted when handed over; what the batch then fails to send is
+      // taken off b->packets again.
+      const guint sent = b->direct->send(plain, rewrite ? b->pt : -1, batch, &b->packets);
       b->packets += sent;
       b->bytes += sent == n ? size : sent * (size / n);
-      if (sent && !plain.packets.empty() && plain.packets.back().second >= 12) {
-        const guint8 *h = plain.bytes.data() + plain.packets.back().first;
-        auto be32 = [](const guint8 *p) {
-          return (guint32(p[0]) << 24) | (guint32(p[1]) << 16) | (guint32(p[2]) << 8) | p[3];
-        };
-        b->last_ssrc.store(be32(h + 8), std::memory_order_relaxed);
-        b->last_rtptime.store(be32(h + 4), std::memory_order_relaxed);
+      if (sent && last_ssrc) {
+        b->last_ssrc.store(last_ssrc, std::memory_order_relaxed);
+        b->last_rtptime.store(last_rtptime, std::memory_order_relaxed);
         b->last_pts_rt.store(pts_rt, std::memory_order_relaxed);
-        b->last_sent_us.store(g_get_monotonic_time(), std::memory_order_release);
+        b->last_sent_us.store(now_us, std::memory_order_release);
       }
       // One packet now and then through webrtcbin, for its RTCP (see
       // direct-send.h); dropped before srtpenc.
-      GstBuffer *keep = b->direct->keepalive(b->leg, list, g_get_monotonic_time());
+      GstBuffer *keep = b->direct->keepalive(b->leg, list, now_us);
       if (keep)
         gst_pad_push(b->src.get(), rewrite ? with_payload_type(keep, guint8(b->pt)) : gst_buffer_ref(keep));
       continue;
@@ -438,6 +449,7 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
               gst_flow_get_name(r));
     }
   }
+  if (batch) batch->flush();
 }
 
 void Fanout::remember(GstBufferList *list) {
