@@ -20,9 +20,6 @@ constexpr guint8 kSr = 200, kRr = 201, kSdes = 202, kBye = 203, kRtpfb = 205, kP
 constexpr guint8 kFmtNack = 1, kFmtPli = 1, kFmtFir = 4;
 constexpr guint kReportIntervalMs = 1000;
 
-guint32 be32(const guint8 *p) {
-  return (guint32(p[0]) << 24) | (guint32(p[1]) << 16) | (guint32(p[2]) << 8) | p[3];
-}
 void put32(std::vector<guint8> &out, guint32 v) {
   for (int i = 0; i < 4; i++) out.push_back(guint8(v >> (24 - 8 * i)));
 }
@@ -179,19 +176,19 @@ void DirectRtcp::handle(const guint8 *srtcp, gsize len) {
       const gsize first = type == kSr ? 28 : 8;
       for (guint i = 0; i < count && first + 24 * (i + 1) <= size; i++) {
         const guint8 *b = h + first + 24 * i;
-        const guint32 lsr = be32(b + 16), dlsr = be32(b + 20);
+        const guint32 lsr = GST_READ_UINT32_BE(b + 16), dlsr = GST_READ_UINT32_BE(b + 20);
         if (lsr == 0) continue;
         const guint32 rtt = now_mid - lsr - dlsr;
         if (rtt < 60u * 65536u) rtt_ = rtt / 65536.0;
       }
     } else if (type == kRtpfb && count == kFmtNack && size >= 12) {
       nacks_++;
-      if (hooks_.on_nack) hooks_.on_nack(be32(h + 8), h + 12, size - 12);
+      if (hooks_.on_nack) hooks_.on_nack(GST_READ_UINT32_BE(h + 8), h + 12, size - 12);
     } else if (type == kPsfb && count == kFmtPli && size >= 12) {
-      if (hooks_.on_keyframe_request) hooks_.on_keyframe_request(be32(h + 8));
+      if (hooks_.on_keyframe_request) hooks_.on_keyframe_request(GST_READ_UINT32_BE(h + 8));
     } else if (type == kPsfb && count == kFmtFir && size >= 20) {
       // The media SSRC is in the FCI entry (RFC 5104 4.3.1).
-      if (hooks_.on_keyframe_request) hooks_.on_keyframe_request(be32(h + 12));
+      if (hooks_.on_keyframe_request) hooks_.on_keyframe_request(GST_READ_UINT32_BE(h + 12));
     } else if (type == kBye) {
       if (hooks_.on_bye) hooks_.on_bye();
     }

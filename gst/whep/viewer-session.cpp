@@ -82,6 +82,12 @@ std::shared_ptr<ViewerSession> ViewerSession::create(const std::string &id, guin
 
 ViewerSession::~ViewerSession() { disconnect_all(); }
 
+void ViewerSession::forget_webrtcbin_parts() {
+  std::lock_guard<std::mutex> g(handlers_lock_);
+  rtp_session_.reset();
+  dtls_send_pad_.reset();
+}
+
 void ViewerSession::connect(gpointer instance, const char *signal, GCallback cb) {
   std::lock_guard<std::mutex> g(handlers_lock_);
   gulong handler = g_signal_connect(instance, signal, cb, this);
@@ -372,9 +378,7 @@ bool ViewerSession::stop(gobj::Ref<GstElement> *stopped_webrtcbin) {
     if (leg.branch) leg.input->fanout->release_branch(leg.branch);
   for (auto &leg : legs)
     if (webrtcbin && leg.sinkpad) gst_element_release_request_pad(webrtcbin.get(), leg.sinkpad.get());
-  std::lock_guard<std::mutex> g(handlers_lock_);
-  rtp_session_.reset();
-  dtls_send_pad_.reset();
+  forget_webrtcbin_parts();
   if (stopped_webrtcbin) *stopped_webrtcbin = std::move(webrtcbin);
   return true;
 }
@@ -496,11 +500,7 @@ gobj::Ref<GstElement> ViewerSession::release_webrtcbin() {
   // The ICE object outlives webrtcbin now: its candidate callback points
   // into webrtcbin.
   gst_webrtc_ice_set_on_ice_candidate(GST_WEBRTC_ICE(setup.ice.get()), nullptr, nullptr, nullptr);
-  {
-    std::lock_guard<std::mutex> g(handlers_lock_);
-    rtp_session_.reset();
-    dtls_send_pad_.reset();
-  }
+  forget_webrtcbin_parts();
   // Its receive source detached from the component when it stopped.
   std::string why;
   std::shared_ptr<DirectRtcp> rtcp = DirectRtcp::start(std::move(setup), direct_rtcp_hooks(), &why);

@@ -97,6 +97,9 @@ class ViewerSession : public std::enable_shared_from_this<ViewerSession> {
   void connect(gpointer instance, const char *signal, GCallback cb);
   std::string remote_ufrag_;  // set once, before the session is shared
   void disconnect_all();
+  // Drops what this session holds of its webrtcbin's insides (its
+  // rtpsession and dtlsenc pad), once that webrtcbin is stopped.
+  void forget_webrtcbin_parts();
   void on_ice_state();
   void on_connected();
   void park_handshake_sender_if_running();
