@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 
+#include "byte-order.h"
 #include "ice-receive-src.h"
 
 GST_DEBUG_CATEGORY_EXTERN(whepserversink_debug);
@@ -176,19 +177,19 @@ void DirectRtcp::handle(const guint8 *srtcp, gsize len) {
       const gsize first = type == kSr ? 28 : 8;
       for (guint i = 0; i < count && first + 24 * (i + 1) <= size; i++) {
         const guint8 *b = h + first + 24 * i;
-        const guint32 lsr = GST_READ_UINT32_BE(b + 16), dlsr = GST_READ_UINT32_BE(b + 20);
+        const guint32 lsr = read_be32(b + 16), dlsr = read_be32(b + 20);
         if (lsr == 0) continue;
         const guint32 rtt = now_mid - lsr - dlsr;
         if (rtt < 60u * 65536u) rtt_ = rtt / 65536.0;
       }
     } else if (type == kRtpfb && count == kFmtNack && size >= 12) {
       nacks_++;
-      if (hooks_.on_nack) hooks_.on_nack(GST_READ_UINT32_BE(h + 8), h + 12, size - 12);
+      if (hooks_.on_nack) hooks_.on_nack(read_be32(h + 8), h + 12, size - 12);
     } else if (type == kPsfb && count == kFmtPli && size >= 12) {
-      if (hooks_.on_keyframe_request) hooks_.on_keyframe_request(GST_READ_UINT32_BE(h + 8));
+      if (hooks_.on_keyframe_request) hooks_.on_keyframe_request(read_be32(h + 8));
     } else if (type == kPsfb && count == kFmtFir && size >= 20) {
       // The media SSRC is in the FCI entry (RFC 5104 4.3.1).
-      if (hooks_.on_keyframe_request) hooks_.on_keyframe_request(GST_READ_UINT32_BE(h + 12));
+      if (hooks_.on_keyframe_request) hooks_.on_keyframe_request(read_be32(h + 12));
     } else if (type == kBye) {
       if (hooks_.on_bye) hooks_.on_bye();
     }

@@ -240,7 +240,15 @@ guint DirectSender::queue_locked(const Plain &batch, int pt, SendBatch *queue,
     // The address is copied: set_path() may change peer_ before the flush.
     memcpy(name, &peer_, peer_len_);
     fill_message(*mh, name, &iovs[i], run, control, control_len);
-    queue->queue(fd_, run, shared_from_this(), sent);
+    if (!queue->queue(fd_, run, shared_from_this(), sent)) {
+      // Not expected (fits() said there was room): the rest leaves now.
+      Scratch &sc = scratch();
+      sc.iovs.assign(iovs + i, iovs + m);
+      const guint now = send_socket(0, m - i);
+      queue->discard_pending();
+      dropped_ += n - i - now;
+      return i + now;
+    }
     i += run;
   }
   dropped_ += n - m;

@@ -1,5 +1,6 @@
 #include "fanout.h"
 
+#include "byte-order.h"
 #include "direct-send.h"
 #include "send-batch.h"
 
@@ -417,8 +418,8 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
         plain_ready = true;
         if (!plain.packets.empty() && plain.packets.back().second >= 12) {
           const guint8 *h = plain.bytes.data() + plain.packets.back().first;
-          last_rtptime = GST_READ_UINT32_BE(h + 4);
-          last_ssrc = GST_READ_UINT32_BE(h + 8);
+          last_rtptime = read_be32(h + 4);
+          last_ssrc = read_be32(h + 8);
         }
       }
       // Counted when handed over; what the batch then fails to send is

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <algorithm>
+
 #include "config.h"
 #include "direct-send.h"
 
@@ -100,38 +102,42 @@ msghdr *SendBatch::next_message(sockaddr_storage **name, char **control, size_t 
   return &msgs_[i];
 }
 
-void SendBatch::queue(int fd, guint packets, const std::shared_ptr<DirectSender> &owner,
+bool SendBatch::queue(int fd, guint packets, const std::shared_ptr<DirectSender> &owner,
                       std::atomic<guint64> *sent) {
 #ifdef HAVE_LIBURING
   const size_t i = entries_.size();
-  // reserve() left room: the ring has kMessages entries and nothing else
-  // is in it between flushes.
-  io_uring_sqe *sqe = io_uring_get_sqe(&ring_->ring);
-  g_assert(sqe);
+  // fits() left room: the ring has kMessages entries and nothing else is
+  // in it between flushes, so this only fails if that is broken.
+  io_uring_sqe *sqe = i < kMessages && ring_ ? io_uring_get_sqe(&ring_->ring) : nullptr;
+  if (!sqe) return false;
   io_uring_prep_sendmsg(sqe, fd, &msgs_[i], MSG_DONTWAIT);
   io_uring_sqe_set_data64(sqe, i);
   owner->inflight_.fetch_add(1);
   entries_.push_back(Entry{owner, sent, packets});
   iovs_queued_ = iovs_used_;
+  return true;
+#else
+  return false;
 #endif
 }
 
 void SendBatch::flush() {
 #ifdef HAVE_LIBURING
   const guint n = guint(entries_.size());
-  guint seen = 0;
   if (n > 0) {
-    int r;
-    do {
-      r = io_uring_submit_and_wait(&ring_->ring, n);
-    } while (r == -EINTR || r == -EAGAIN);
-    if (r < 0 || guint(r) < n) {
-      // Not everything could be submitted (it is left in the ring): this
-      // ring is no longer trusted; what was submitted still completes.
-      GST_WARNING("direct send: io_uring submit: %s; one sendmmsg per viewer from now on",
-                  r < 0 ? g_strerror(-r) : "short submit");
+    // Everything queued goes in (a signal may interrupt io_uring_enter
+    // after some of it did: what is still in the submission queue says).
+    int r = 0;
+    while (io_uring_sq_ready(&ring_->ring) > 0) {
+      r = io_uring_submit(&ring_->ring);
+      if (r < 0 && r != -EINTR && r != -EAGAIN) break;
     }
-    const guint submitted = r < 0 ? 0 : guint(r);
+    const guint submitted = n - std::min(n, io_uring_sq_ready(&ring_->ring));
+    if (submitted < n)
+      GST_WARNING("direct send: io_uring submit: %s; one sendmmsg per viewer from now on",
+                  g_strerror(-r));
+    // UDP sends complete while they are submitted; this only reaps.
+    guint seen = 0;
     while (seen < submitted) {
       io_uring_cqe *cqe = nullptr;
       int w = io_uring_wait_cqe(&ring_->ring, &cqe);

@@ -61,9 +61,12 @@ class SendBatch {
   // Queues the message from next_message(), covering `packets` packets,
   // for sendmsg on `fd` by `owner` (kept alive until flush); `sent` (may be
   // null) is decremented by the packets that fail, and the owner counts
-  // them as dropped.
-  void queue(int fd, guint packets, const std::shared_ptr<DirectSender> &owner,
+  // them as dropped. False if the ring has no room (fits() said it had):
+  // the caller sends the message itself.
+  bool queue(int fd, guint packets, const std::shared_ptr<DirectSender> &owner,
              std::atomic<guint64> *sent);
+  // Forgets the committed packets no message was queued for.
+  void discard_pending() { iovs_used_ = iovs_queued_; }
   // Submits what is queued and waits for every completion.
   void flush();
   bool empty() const { return entries_.empty(); }

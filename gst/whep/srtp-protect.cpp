@@ -1,7 +1,5 @@
 #include "srtp-protect.h"
 
-#include <gst/gst.h>
-
 // SHA1_Init/Update/Final: deprecated in OpenSSL 3 for general use, kept for
 // exactly this (a hash state that can be copied as a plain struct).
 #define OPENSSL_SUPPRESS_DEPRECATED
@@ -10,6 +8,8 @@
 #include <openssl/sha.h>
 
 #include <cstring>
+
+#include "byte-order.h"
 
 namespace whipwhep {
 
@@ -164,7 +164,7 @@ size_t SrtpProtector::protect(const guint8 *in, size_t len, guint8 *p, size_t ca
   if (!ready() || hdr == 0 || capacity < len + rtp_.tag_len) return 0;
   if (p != in) memcpy(p, in, hdr);
   if (pt >= 0) p[1] = guint8((p[1] & 0x80) | (pt & 0x7f));
-  const guint32 ssrc = GST_READ_UINT32_BE(p + 8);
+  const guint32 ssrc = read_be32(p + 8);
   const guint16 seq = guint16((p[2] << 8) | p[3]);
   Stream &s = stream(ssrc);
   const guint64 index = packet_index(s, seq);
@@ -174,7 +174,7 @@ size_t SrtpProtector::protect(const guint8 *in, size_t len, guint8 *p, size_t ca
 
   // Tag = HMAC-SHA1(auth key, packet || ROC), truncated (RFC 3711 4.2).
   guint8 roc_be[4];
-  GST_WRITE_UINT32_BE(roc_be, roc);
+  write_be32(roc_be, roc);
   guint8 tag[SHA_DIGEST_LENGTH];
   rtp_.mac->tag(p, len, roc_be, sizeof roc_be, tag);
   memcpy(p + len, tag, rtp_.tag_len);
@@ -187,14 +187,14 @@ size_t SrtpProtector::protect_rtcp(const guint8 *in, size_t len, guint8 *out, si
       capacity < len + 4 + rtcp_.tag_len)
     return 0;
   if (out != in) memcpy(out, in, 8);
-  const guint32 ssrc = GST_READ_UINT32_BE(in + 4);
+  const guint32 ssrc = read_be32(in + 4);
   const guint32 index = rtcp_index_;
   rtcp_index_ = (rtcp_index_ + 1) & 0x7fffffff;
   if (!rtcp_.encrypt(ssrc, index, in + 8, out + 8, len - 8)) return 0;
   // E flag (encrypted) and the 31-bit index, then the tag over the packet
   // and both (RFC 3711 3.4).
   guint8 *trailer = out + len;
-  GST_WRITE_UINT32_BE(trailer, 0x80000000u | index);
+  write_be32(trailer, 0x80000000u | index);
   guint8 tag[SHA_DIGEST_LENGTH];
   rtcp_.mac->tag(out, len + 4, nullptr, 0, tag);
   memcpy(trailer + 4, tag, rtcp_.tag_len);
@@ -208,7 +208,7 @@ size_t SrtpProtector::unprotect_rtcp(const guint8 *in, size_t len, guint8 *out) 
   guint8 tag[SHA_DIGEST_LENGTH];
   rtcp_.mac->tag(in, authenticated, nullptr, 0, tag);
   if (CRYPTO_memcmp(tag, in + authenticated, tag_len) != 0) return 0;
-  const guint32 e_index = GST_READ_UINT32_BE(in + authenticated - 4);
+  const guint32 e_index = read_be32(in + authenticated - 4);
   const guint32 index = e_index & 0x7fffffff;
   if (rtcp_seen_ && index <= rtcp_highest_) {
     const guint32 behind = rtcp_highest_ - index;
@@ -217,7 +217,7 @@ size_t SrtpProtector::unprotect_rtcp(const guint8 *in, size_t len, guint8 *out) 
   const size_t plain = authenticated - 4;
   if (out != in) memcpy(out, in, 8);
   if (e_index & 0x80000000u) {
-    if (!rtcp_.encrypt(GST_READ_UINT32_BE(in + 4), index, in + 8, out + 8, plain - 8)) return 0;
+    if (!rtcp_.encrypt(read_be32(in + 4), index, in + 8, out + 8, plain - 8)) return 0;
   } else if (out != in) {
     memcpy(out + 8, in + 8, plain - 8);
   }
