@@ -34,7 +34,9 @@
 // Media: with direct-send (default) each viewer's packets skip its webrtcbin
 // and go from the fan-out's sender thread to its ICE socket, SRTP-protected
 // with the keys webrtcbin negotiated (direct-send.h); webrtcbin keeps ICE,
-// DTLS and RTCP.
+// DTLS and RTCP. A sender thread hands the packets of one batch for all its
+// viewers to the kernel in one io_uring submission (send-batch.h; one
+// sendmmsg per viewer without io_uring or with WHIPWHEP_IO_URING=0).
 // ICE: viewers share libnice agents, `ice-sessions-per-agent` (32) to one
 // agent and its thread (shared-ice.h); each keeps its own ICE stream.
 // Release: with `release-webrtcbin` (default), direct send and a shared
