@@ -22,7 +22,10 @@ namespace whipwhep {
 #ifdef HAVE_LIBURING
 struct SendBatch::Ring {
   io_uring ring{};
-  ~Ring() { io_uring_queue_exit(&ring); }
+  bool live = false;  // io_uring_queue_init succeeded
+  ~Ring() {
+    if (live) io_uring_queue_exit(&ring);
+  }
 };
 #else
 struct SendBatch::Ring {};
@@ -56,9 +59,9 @@ bool SendBatch::setup() {
   if (e == -EINVAL) e = io_uring_queue_init(kMessages, &r->ring, 0);  // an older kernel
   if (e < 0) {
     GST_INFO("direct send: no io_uring (%s), one sendmmsg per viewer", g_strerror(-e));
-    r.release();  // io_uring_queue_init left nothing to free
     return false;
   }
+  r->live = true;
   ring_ = std::move(r);
   bytes_.reset(new guint8[kBytes]);
   iovs_.resize(kIovs);
