@@ -24,12 +24,6 @@ namespace {
 constexpr gint kCipherAes128Icm = 1;
 constexpr gint kAuthHmacSha1_32 = 1, kAuthHmacSha1_80 = 2;
 
-// The kernel's answer when a path cannot take a UDP GSO train of `packets`
-// packets (e.g. an IPsec policy on the route: EIO).
-bool gso_refused(int error, guint packets) {
-  return packets > 1 && (error == EIO || error == EINVAL || error == ENOPROTOOPT);
-}
-
 }  // namespace
 
 std::shared_ptr<DirectSender> DirectSender::activate(GstElement *webrtcbin, std::string *why) {
@@ -266,7 +260,8 @@ void DirectSender::batch_done(const msghdr &msg, guint packets, int res,
   if (res >= 0) return;
   guint resent = 0;
   std::lock_guard<std::mutex> g(lock_);
-  if (gso_refused(-res, packets) && fd_ >= 0 && gso_.load(std::memory_order_relaxed)) {
+  if ((res == -EIO || res == -EINVAL || res == -ENOPROTOOPT) && packets > 1 && fd_ >= 0 &&
+      gso_.load(std::memory_order_relaxed)) {
     // No GSO here: never again for this viewer; this message's packets
     // now one message each (the batch's arena still holds them).
     GST_INFO("direct send: UDP GSO refused (%s), one message per packet", g_strerror(-res));
@@ -426,7 +421,8 @@ guint DirectSender::send_socket(guint first, guint m) {
       done += guint(r);
     } else if (r < 0 && errno == EINTR) {
       continue;
-    } else if (r < 0 && gso_refused(errno, sc.runs[done])) {
+    } else if (r < 0 && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT) &&
+               sc.runs[done] > 1) {
       // No GSO here: never again for this viewer, and the rest of this
       // batch one message per packet.
       GST_INFO("direct send: UDP GSO refused (%s), one message per packet", g_strerror(errno));

@@ -137,6 +137,9 @@ class DirectSender : public std::enable_shared_from_this<DirectSender> {
   int fd_ = -1;
   sockaddr_storage peer_{};
   socklen_t peer_len_ = 0;
+  // Working space for one batch, per sending thread (a fan-out shard's
+  // thread, or a viewer's RTCP thread for a retransmission): shared by all
+  // the viewers a thread serves instead of held by each.
   // The largest RTP or RTCP packet this path sends.
   static constexpr gsize kMaxPacket = 1500;
 
@@ -145,9 +148,6 @@ class DirectSender : public std::enable_shared_from_this<DirectSender> {
   static constexpr gsize kQueuedPacketSpace = kMaxPacket + SrtpProtector::kMaxTrailer;
 
  private:
-  // Working space for one batch, per sending thread (a fan-out shard's
-  // thread, or a viewer's RTCP thread for a retransmission): shared by all
-  // the viewers a thread serves instead of held by each.
   struct Control {
     alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(guint16))];
   };
