@@ -4,6 +4,8 @@
 #include <gst/rtp/rtp.h>
 #include <gst/sdp/sdp.h>
 #include <nice/agent.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -19,8 +21,15 @@ namespace {
 
 constexpr guint kRtcpIntervalMs = 2000;
 // Receive batching (see the host thread): 4 ms of 1 Mbit/s is ~500 bytes
-// per socket, far below its receive buffer.
-constexpr gulong kPollTickUs = 4000;
+// per socket, far below its receive buffer. Once every viewer carries
+// media, 16 ms: ~4 KB of 2 Mbit/s, a 60 KB keyframe burst included still
+// well within a default 208 KB receive buffer (loss would show in the
+// counted sequence numbers).
+constexpr gulong kSetupTickUs = 4000;
+constexpr gulong kSteadyTickUs = 16000;
+// Datagrams per recvmmsg of a directly read socket.
+constexpr unsigned kDirectBatch = 16;
+constexpr size_t kDirectMaxDatagram = 1500;
 constexpr int kPayloadType = 96;  // VP8, as the webrtcbin viewer offers
 
 // RFC 7983 demultiplexing on the first byte.
@@ -103,7 +112,11 @@ GstElement *make(const char *factory) { return gst_element_factory_make(factory,
 
 // ------------------------------------------------------------------ LeanHost
 LeanHost::LeanHost() {
+  // -1: every viewer stays on libnice's reads (BENCH_LEAN_DIRECT=0: the
+  // A/B of this, with the 4 ms tick throughout).
+  if (g_strcmp0(g_getenv("BENCH_LEAN_DIRECT"), "0") != 0) epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   ctx_ = gobj::adopt(g_main_context_new());
+  parking_ctx_ = gobj::adopt(g_main_context_new());
   agent_ = gobj::adopt(
       nice_agent_new_full(ctx_.get(), NICE_COMPATIBILITY_RFC5245, NICE_AGENT_OPTION_REGULAR_NOMINATION));
   // Ta (stun-pacing-timer) paces the checks of all the agent's streams
@@ -146,9 +159,10 @@ LeanHost::LeanHost() {
     g_main_context_acquire(ctx_.get());
     g_main_context_push_thread_default(ctx_.get());
     while (!quit_) {
+      drain_direct();  // first, so that libnice's poll finds those sockets empty
       while (g_main_context_iteration(ctx_.get(), FALSE) && !quit_) {
       }
-      g_usleep(kPollTickUs);
+      g_usleep(unsettled_ > 0 || epoll_fd_ < 0 ? kSetupTickUs : kSteadyTickUs);
     }
     while (g_main_context_iteration(ctx_.get(), FALSE)) {
     }
@@ -163,6 +177,76 @@ LeanHost::~LeanHost() {
   quit_ = true;
   thread_.join();
   gst_element_set_state(pipeline_.get(), GST_STATE_NULL);
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+}
+
+bool LeanHost::watch_direct(int fd, guint stream) {
+  if (epoll_fd_ < 0 || fd < 0) return false;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u32 = stream;
+  return epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+void LeanHost::unwatch_direct(int fd) { epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+
+// Not from inside libnice's receive callback, which is dispatching the very
+// socket source read_directly() moves away: on an idle of the host thread,
+// and only if the viewer is still there (stop() removes it on this thread).
+void LeanHost::read_directly_later(guint stream) {
+  struct Call {
+    LeanHost *host;
+    guint stream;
+  };
+  gobj::Ref<GSource> idle = gobj::adopt(g_idle_source_new());
+  g_source_set_callback(
+      idle.get(),
+      +[](gpointer d) -> gboolean {
+        auto *c = static_cast<Call *>(d);
+        LeanViewer *v = nullptr;
+        {
+          std::lock_guard<std::mutex> l(c->host->lock_);
+          auto it = c->host->viewers_.find(c->stream);
+          if (it != c->host->viewers_.end()) v = it->second;
+        }
+        if (v) v->read_directly();  // without lock_: it takes libnice's agent lock
+        return G_SOURCE_REMOVE;
+      },
+      new Call{this, stream}, +[](gpointer d) { delete static_cast<Call *>(d); });
+  g_source_attach(idle.get(), ctx_.get());
+}
+
+// Every ready socket is read until a batch comes back short (the queue was
+// empty then): one recvmmsg per socket per tick in the steady state.
+void LeanHost::drain_direct() {
+  if (epoll_fd_ < 0) return;
+  static thread_local std::vector<guint8> arena(kDirectBatch * kDirectMaxDatagram);
+  mmsghdr msgs[kDirectBatch];
+  iovec iovs[kDirectBatch];
+  epoll_event ready[256];
+  // Viewers are removed on this thread only (stop() runs here), so a
+  // stream looked up below stays valid while it is read.
+  std::lock_guard<std::mutex> l(lock_);
+  for (;;) {
+    const int n = epoll_wait(epoll_fd_, ready, G_N_ELEMENTS(ready), 0);
+    for (int i = 0; i < n; i++) {
+      auto it = viewers_.find(ready[i].data.u32);
+      if (it == viewers_.end()) continue;
+      const int fd = it->second->direct_fd();
+      for (int got = kDirectBatch; got == int(kDirectBatch) && fd >= 0;) {
+        for (unsigned k = 0; k < kDirectBatch; k++) {
+          iovs[k] = {arena.data() + k * kDirectMaxDatagram, kDirectMaxDatagram};
+          msgs[k] = {};
+          msgs[k].msg_hdr.msg_iov = &iovs[k];
+          msgs[k].msg_hdr.msg_iovlen = 1;
+        }
+        got = recvmmsg(fd, msgs, kDirectBatch, MSG_DONTWAIT, nullptr);
+        for (int k = 0; k < got; k++)
+          it->second->on_packet(static_cast<const guint8 *>(iovs[k].iov_base), msgs[k].msg_len);
+      }
+    }
+    if (n < int(G_N_ELEMENTS(ready))) return;
+  }
 }
 
 void LeanHost::run_sync(const std::function<void()> &fn) {
@@ -202,6 +286,7 @@ void LeanHost::run_async(std::function<void()> fn) {
 void LeanHost::add_viewer(guint stream, LeanViewer *v) {
   std::lock_guard<std::mutex> l(lock_);
   viewers_[stream] = v;
+  unsettled_++;
 }
 
 void LeanHost::remove_viewer(guint stream) {
@@ -245,8 +330,29 @@ ViewerTimes LeanViewer::times() const {
   return t_;
 }
 void LeanViewer::fail(const std::string &why) {
-  std::lock_guard<std::mutex> l(lock_);
-  if (error_.empty()) error_ = why;
+  {
+    std::lock_guard<std::mutex> l(lock_);
+    if (error_.empty()) error_ = why;
+  }
+  settle();
+}
+
+void LeanViewer::settle() {
+  // stream_ is set (and the viewer counted) before the offer goes out.
+  if (stream_ && !settled_.exchange(true)) host_.viewer_settled();
+}
+
+void LeanViewer::read_directly() {
+  if (stopped_ || direct_fd_ >= 0) return;
+  direct_socket_ = gobj::adopt(nice_agent_get_selected_socket(host_.agent(), stream_, 1));
+  if (!direct_socket_) return trace("stream %u: no selected socket", stream_);  // libnice keeps reading it
+  const int fd = g_socket_get_fd(direct_socket_.get());
+  if (!host_.watch_direct(fd, stream_)) return direct_socket_.reset();
+  direct_fd_ = fd;
+  // libnice's socket source moves to the parking context: from now on
+  // only drain_direct() reads this socket.
+  nice_agent_attach_recv(host_.agent(), stream_, 1, host_.parking_context(), &LeanViewer::on_nice_packet, this);
+  trace("stream %u: %s", stream_, direct_fd_ >= 0 ? "read directly" : "cannot read directly");
 }
 
 void LeanViewer::start() {
@@ -262,10 +368,7 @@ void LeanViewer::start() {
       return;
     }
     host_.add_viewer(stream_, this);
-    nice_agent_attach_recv(agent, stream_, 1, g_main_context_get_thread_default(),
-                           +[](NiceAgent *, guint, guint, guint len, gchar *buf, gpointer d) {
-                             static_cast<LeanViewer *>(d)->on_packet(reinterpret_cast<guint8 *>(buf), len);
-                           },
+    nice_agent_attach_recv(agent, stream_, 1, g_main_context_get_thread_default(), &LeanViewer::on_nice_packet,
                            this);
     if (!nice_agent_gather_candidates(agent, stream_)) {
       err = "ICE gathering failed";
@@ -469,6 +572,10 @@ void LeanViewer::on_ice_state(guint state) {
   }
 }
 
+void LeanViewer::on_nice_packet(NiceAgent *, guint, guint, guint len, gchar *buf, gpointer self) {
+  static_cast<LeanViewer *>(self)->on_packet(reinterpret_cast<guint8 *>(buf), len);
+}
+
 void LeanViewer::push_in(const guint8 *data, guint len) {
   gst_pad_push(in_pad_.get(), gst_buffer_new_memdup(data, len));
 }
@@ -493,6 +600,8 @@ void LeanViewer::on_packet(const guint8 *data, guint len) {
   if (first) {
     trace("stream %u: first RTP", stream_);
     first_rtp_seen_ = true;
+    settle();
+    if (!sample_) host_.read_directly_later(stream_);
     // Media flows only once the relay's DTLS handshake finished: our last
     // flight arrived, so dtlsenc's send task has nothing left to do. Stop it
     // (its thread goes back to the pool); SRTCP does not pass through it.
@@ -531,7 +640,11 @@ void LeanViewer::stop() {
     loc = location_;
   }
   if (!loc.empty()) http_delete(loc);
+  settle();
   host_.run_sync([this] {
+    if (direct_fd_ >= 0) host_.unwatch_direct(direct_fd_);
+    direct_fd_ = -1;
+    direct_socket_.reset();
     if (stream_) {
       host_.remove_viewer(stream_);
       nice_agent_attach_recv(host_.agent(), stream_, 1, g_main_context_get_thread_default(), nullptr, nullptr);
