@@ -24,6 +24,12 @@ namespace {
 constexpr gint kCipherAes128Icm = 1;
 constexpr gint kAuthHmacSha1_32 = 1, kAuthHmacSha1_80 = 2;
 
+// The kernel's answer when a path cannot take a UDP GSO train of `packets`
+// packets (e.g. an IPsec policy on the route: EIO).
+bool gso_refused(int error, guint packets) {
+  return packets > 1 && (error == EIO || error == EINVAL || error == ENOPROTOOPT);
+}
+
 }  // namespace
 
 std::shared_ptr<DirectSender> DirectSender::activate(GstElement *webrtcbin, std::string *why) {
@@ -205,6 +211,19 @@ void DirectSender::Plain::assign(GstBufferList *list) {
   }
 }
 
+template <class Space, class Keep>
+void DirectSender::protect_each(const Plain &batch, int pt, Space space, Keep keep) {
+  for (const auto &packet : batch.packets) {
+    const gsize size = packet.second;
+    if (size > kMaxPacket) continue;
+    // Header copied (payload type rewritten), payload encrypted straight
+    // from the shared plain bytes into this viewer's copy.
+    const size_t len = srtp_.protect(batch.bytes.data() + packet.first, size, space(),
+                                     size + SrtpProtector::kMaxTrailer, pt);
+    if (len) keep(len);
+  }
+}
+
 guint DirectSender::send(const Plain &batch, int pt, SendBatch *queue,
                          std::atomic<guint64> *sent) {
   std::lock_guard<std::mutex> g(lock_);
@@ -221,14 +240,9 @@ guint DirectSender::queue_locked(const Plain &batch, int pt, SendBatch *queue,
   if (closed_.load(std::memory_order_relaxed) || n == 0) return 0;
   // The caller made room (SendBatch::reserve, outside this lock); if there
   // is none, this batch is too big for it: sent now.
-  if (!queue->fits(n, kMaxPacket + SrtpProtector::kMaxTrailer, n)) return G_MAXUINT;
-  for (guint i = 0; i < n; i++) {
-    const gsize size = batch.packets[i].second;
-    if (size > kMaxPacket) continue;
-    const size_t len = srtp_.protect(batch.bytes.data() + batch.packets[i].first, size,
-                                     queue->packet_space(), size + SrtpProtector::kMaxTrailer, pt);
-    if (len) queue->commit_packet(len);
-  }
+  if (!queue->fits(n, kQueuedPacketSpace, n)) return G_MAXUINT;
+  protect_each(batch, pt, [queue] { return queue->packet_space(); },
+               [queue](size_t len) { queue->commit_packet(len); });
   iovec *iovs = queue->pending_iovs();
   const guint m = queue->pending_count();
   for (guint i = 0; i < m;) {
@@ -260,8 +274,7 @@ void DirectSender::batch_done(const msghdr &msg, guint packets, int res,
   if (res >= 0) return;
   guint resent = 0;
   std::lock_guard<std::mutex> g(lock_);
-  if ((res == -EIO || res == -EINVAL || res == -ENOPROTOOPT) && packets > 1 && fd_ >= 0 &&
-      gso_.load(std::memory_order_relaxed)) {
+  if (gso_refused(-res, packets) && fd_ >= 0 && gso_.load(std::memory_order_relaxed)) {
     // No GSO here: never again for this viewer; this message's packets
     // now one message each (the batch's arena still holds them).
     GST_INFO("direct send: UDP GSO refused (%s), one message per packet", g_strerror(-res));
@@ -357,22 +370,14 @@ guint DirectSender::send_locked(const Plain &batch, int pt) {
   Scratch &sc = scratch();
   const guint n = guint(batch.packets.size());
   if (closed_.load(std::memory_order_relaxed) || n == 0) return 0;
-  sc.bytes.resize(n * (kMaxPacket + SrtpProtector::kMaxTrailer));
+  sc.bytes.resize(n * kQueuedPacketSpace);
   sc.iovs.resize(n);
   guint m = 0;
   guint8 *p = sc.bytes.data();
-  for (guint i = 0; i < n; i++) {
-    const gsize size = batch.packets[i].second;
-    if (size > kMaxPacket) continue;
-    // Header copied (payload type rewritten), payload encrypted straight
-    // from the shared plain bytes into this viewer's copy.
-    const size_t len = srtp_.protect(batch.bytes.data() + batch.packets[i].first, size, p,
-                                     size + SrtpProtector::kMaxTrailer, pt);
-    if (len == 0) continue;
-    sc.iovs[m] = {p, len};
-    p += kMaxPacket + SrtpProtector::kMaxTrailer;
-    m++;
-  }
+  protect_each(batch, pt, [&p] { return p; }, [&](size_t len) {
+    sc.iovs[m++] = {p, len};
+    p += kQueuedPacketSpace;
+  });
   const guint sent = send_prepared(m);
   dropped_ += n - sent;
   return sent;
@@ -421,8 +426,7 @@ guint DirectSender::send_socket(guint first, guint m) {
       done += guint(r);
     } else if (r < 0 && errno == EINTR) {
       continue;
-    } else if (r < 0 && (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT) &&
-               sc.runs[done] > 1) {
+    } else if (r < 0 && gso_refused(errno, sc.runs[done])) {
       // No GSO here: never again for this viewer, and the rest of this
       // batch one message per packet.
       GST_INFO("direct send: UDP GSO refused (%s), one message per packet", g_strerror(errno));

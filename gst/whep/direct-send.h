@@ -112,6 +112,10 @@ class DirectSender : public std::enable_shared_from_this<DirectSender> {
   DirectSender() = default;
   void set_path(NiceCandidate *local, NiceCandidate *remote);
   guint send_locked(const Plain &batch, int pt);
+  // SRTP-protects each packet of `batch` (payload type `pt`) into space()
+  // (room for kQueuedPacketSpace bytes), then keep(len) for each it kept.
+  template <class Space, class Keep>
+  void protect_each(const Plain &batch, int pt, Space space, Keep keep);
   guint queue_locked(const Plain &batch, int pt, SendBatch *queue, std::atomic<guint64> *sent);
   // A message of this viewer's that a SendBatch sent: `res` is sendmsg's
   // result or -errno.
@@ -137,9 +141,6 @@ class DirectSender : public std::enable_shared_from_this<DirectSender> {
   int fd_ = -1;
   sockaddr_storage peer_{};
   socklen_t peer_len_ = 0;
-  // Working space for one batch, per sending thread (a fan-out shard's
-  // thread, or a viewer's RTCP thread for a retransmission): shared by all
-  // the viewers a thread serves instead of held by each.
   // The largest RTP or RTCP packet this path sends.
   static constexpr gsize kMaxPacket = 1500;
 
@@ -148,6 +149,9 @@ class DirectSender : public std::enable_shared_from_this<DirectSender> {
   static constexpr gsize kQueuedPacketSpace = kMaxPacket + SrtpProtector::kMaxTrailer;
 
  private:
+  // Working space for one batch, per sending thread (a fan-out shard's
+  // thread, or a viewer's RTCP thread for a retransmission): shared by all
+  // the viewers a thread serves instead of held by each.
   struct Control {
     alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(guint16))];
   };
