@@ -347,12 +347,12 @@ void LeanViewer::read_directly() {
   direct_socket_ = gobj::adopt(nice_agent_get_selected_socket(host_.agent(), stream_, 1));
   if (!direct_socket_) return trace("stream %u: no selected socket", stream_);  // libnice keeps reading it
   const int fd = g_socket_get_fd(direct_socket_.get());
-  if (!host_.watch_direct(fd, stream_)) return direct_socket_.reset();
+  if (!host_.watch_direct(fd, stream_)) return direct_socket_.reset();  // libnice keeps reading it
   direct_fd_ = fd;
   // libnice's socket source moves to the parking context: from now on
   // only drain_direct() reads this socket.
   nice_agent_attach_recv(host_.agent(), stream_, 1, host_.parking_context(), &LeanViewer::on_nice_packet, this);
-  trace("stream %u: %s", stream_, direct_fd_ >= 0 ? "read directly" : "cannot read directly");
+  trace("stream %u: read directly", stream_);
 }
 
 void LeanViewer::start() {
