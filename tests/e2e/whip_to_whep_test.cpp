@@ -236,6 +236,7 @@ struct Relay {
   FrameClock source_video;         // encoded video leaving whipserversrc
   FrameClock relayed_video;        // encoded video entering whepserversink
   std::atomic<guint64> keyframes{0};
+  std::atomic<guint64> entered_video{0}, entered_audio{0};  // buffers into whepserversink
   std::atomic<gint64> last_keyframe_us{0};
 
   Relay() {
@@ -274,13 +275,17 @@ struct Relay {
     g_object_get(out, "viewer-count", &n, nullptr);
     return n;
   }
-  // Both streams reached whepserversink with caps: viewers can be answered.
+  // Both streams reached whepserversink with caps, and each pad's first
+  // buffer was payloaded: viewers can be answered. (whepserversink learns a
+  // stream's RTP caps from its payloader, on the first buffer; the pad's
+  // caps alone left a window in which a viewer got 503. A second buffer at
+  // the pad means the first one's chain call has returned.)
   bool stream_ready() const {
     for (const char *name : {"video_0", "audio_0"}) {
       gobj::Ref<GstPad> p = gobj::adopt(gst_element_get_static_pad(out, name));
       if (!p || !gst_pad_has_current_caps(p.get())) return false;
     }
-    return true;
+    return entered_video >= 2 && entered_audio >= 2;
   }
 
  private:
@@ -297,6 +302,15 @@ struct Relay {
       ADD_FAILURE() << "whepserversink refused pad " << GST_PAD_NAME(pad);
       return;
     }
+    std::atomic<guint64> *entered =
+        g_str_has_prefix(GST_PAD_NAME(pad), "video_") ? &self->entered_video : &self->entered_audio;
+    gst_pad_add_probe(
+        target.get(), GST_PAD_PROBE_TYPE_BUFFER,
+        +[](GstPad *, GstPadProbeInfo *, gpointer d) -> GstPadProbeReturn {
+          (*static_cast<std::atomic<guint64> *>(d))++;
+          return GST_PAD_PROBE_OK;
+        },
+        entered, nullptr);
     if (g_str_has_prefix(GST_PAD_NAME(pad), "video_")) {
       self->source_video.attach(pad);
       self->relayed_video.attach(target.get());
