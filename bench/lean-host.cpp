@@ -140,8 +140,14 @@ void LeanHost::read_directly_later(guint stream) {
 void LeanHost::drain_direct() {
   if (epoll_fd_ < 0) return;
   static thread_local std::vector<guint8> arena(kDirectBatch * kDirectMaxDatagram);
-  mmsghdr msgs[kDirectBatch];
+  // Set up once: recvmmsg writes only each message's msg_len and flags.
+  mmsghdr msgs[kDirectBatch] = {};
   iovec iovs[kDirectBatch];
+  for (unsigned k = 0; k < kDirectBatch; k++) {
+    iovs[k] = {arena.data() + k * kDirectMaxDatagram, kDirectMaxDatagram};
+    msgs[k].msg_hdr.msg_iov = &iovs[k];
+    msgs[k].msg_hdr.msg_iovlen = 1;
+  }
   epoll_event ready[256];
   // Viewers are removed on this thread only (stop() runs here), so a
   // stream looked up below stays valid while it is read.
@@ -153,12 +159,6 @@ void LeanHost::drain_direct() {
       if (it == viewers_.end()) continue;
       const int fd = it->second->direct_fd();
       for (int got = kDirectBatch; got == int(kDirectBatch) && fd >= 0;) {
-        for (unsigned k = 0; k < kDirectBatch; k++) {
-          iovs[k] = {arena.data() + k * kDirectMaxDatagram, kDirectMaxDatagram};
-          msgs[k] = {};
-          msgs[k].msg_hdr.msg_iov = &iovs[k];
-          msgs[k].msg_hdr.msg_iovlen = 1;
-        }
         got = recvmmsg(fd, msgs, kDirectBatch, MSG_DONTWAIT, nullptr);
         for (int k = 0; k < got; k++)
           it->second->on_packet(static_cast<const guint8 *>(iovs[k].iov_base), msgs[k].msg_len);

@@ -133,14 +133,10 @@ class LeanViewer : public ViewerBase {
   void send_rtcp();
   void fail(const std::string &why);
   int direct_fd() const { return direct_fd_; }  // host thread; -1 while libnice reads
+  void read_directly();                          // host thread, after the first RTP
 
  private:
   void settle();  // once: leaves the host's set-up count
-
- public:
-  void read_directly();  // host thread, after the first RTP
-
- private:
   std::string build_offer(std::string *err);
   void on_answer(HttpReply r);  // HTTP worker thread
   void apply_answer(const std::string &sdp);  // host thread
