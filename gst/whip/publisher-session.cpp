@@ -9,7 +9,6 @@ namespace whipwhep {
 namespace {
 
 constexpr gint64 kNoMediaAtStartUs = 10 * G_USEC_PER_SEC;   // answer -> first RTP
-constexpr gint64 kMediaStoppedUs = 15 * G_USEC_PER_SEC;     // last RTP -> gone
 constexpr gint64 kIceDisconnectedUs = 8 * G_USEC_PER_SEC;   // disconnected -> gone
 
 GstPadProbeReturn chain_output_probe(GstPad *, GstPadProbeInfo *info, gpointer data) {
@@ -55,7 +54,7 @@ const char *PublisherSession::gone_reason(gint64 now) const {
   if (ice_failed) return "ICE or DTLS failed";
   if (bad && now - bad > kIceDisconnectedUs) return "ICE disconnected";
   if (!announced && now - created > kNoMediaAtStartUs) return "no media arrived";
-  if (announced && now - last_media > kMediaStoppedUs) return "media stopped";
+  if (announced && now - last_media > media_timeout_us) return "media stopped";
   return nullptr;
 }
 

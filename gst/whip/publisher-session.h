@@ -39,6 +39,9 @@ struct PublisherSession {
   std::atomic<gint64> last_media{0};
   std::atomic<gint64> ice_bad_since{0};  // disconnected since, 0 = fine
   std::atomic<bool> ice_failed{false};
+  // Last RTP this long ago: the publisher is gone (whipserversrc's
+  // publisher-timeout). Set once, before the watchdog sees the session.
+  gint64 media_timeout_us = 15 * G_USEC_PER_SEC;
 
   // From webrtcbin's ICE / peer-connection state notifications.
   void update_ice_state();

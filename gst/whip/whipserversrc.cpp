@@ -24,7 +24,7 @@
 //   answer is replied from webrtcbin's thread. webrtcbin callbacks never
 //   change states: sessions are torn down through gst_element_call_async.
 //   A 1 s watchdog on the shared signalling context ends sessions whose ICE
-//   failed or whose media stopped.
+//   failed or whose media stopped (no RTP for `publisher-timeout` seconds).
 // Files: this one is the element (GObject glue, properties, request
 // routing, the session map, src pad retargeting, watchdog tick);
 // publisher-session.h is one publisher (chains, watchdog state);
@@ -65,6 +65,7 @@ using namespace whipwhep;
 
 constexpr const char *kDefaultAddress = "127.0.0.1";
 constexpr guint kDefaultLatencyMs = 40;
+constexpr guint kDefaultPublisherTimeoutS = 15;
 // At most one keyframe request to the publisher per window: keyframes are
 // several times the size of other frames, and a PLI storm from many viewers
 // must not turn the stream into keyframes. The same window as whepserversink's
@@ -80,6 +81,7 @@ struct Settings {
   std::string turn_server;
   guint latency = kDefaultLatencyMs;
   bool replace_publisher = false;
+  guint publisher_timeout = kDefaultPublisherTimeoutS;
 };
 
 
@@ -106,6 +108,7 @@ enum {
   PROP_TURN_SERVER,
   PROP_LATENCY,
   PROP_REPLACE_PUBLISHER,
+  PROP_PUBLISHER_TIMEOUT,
   PROP_PUBLISHING,
   PROP_BOUND_PORT,
   N_PROPS
@@ -327,6 +330,7 @@ std::shared_ptr<Session> Impl::create_session(const Settings &s, std::vector<Mli
   session->etag = "\"" + random_id_hex128() + "\"";
   session->plan = std::move(plan);
   session->created = g_get_monotonic_time();
+  session->media_timeout_us = gint64(s.publisher_timeout) * G_USEC_PER_SEC;
   session->webrtcbin = gobj::sink(gst_element_factory_make("webrtcbin", nullptr));
   if (!session->webrtcbin) {
     *error = "webrtcbin is not installed (gstreamer1.0-plugins-bad, gstreamer1.0-nice)";
@@ -756,6 +760,7 @@ static void set_property(GObject *object, guint id, const GValue *value, GParamS
     case PROP_TURN_SERVER: s.turn_server = gobj::str_or(g_value_get_string(value)); break;
     case PROP_LATENCY: s.latency = g_value_get_uint(value); break;
     case PROP_REPLACE_PUBLISHER: s.replace_publisher = g_value_get_boolean(value); break;
+    case PROP_PUBLISHER_TIMEOUT: s.publisher_timeout = g_value_get_uint(value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
 }
@@ -775,6 +780,7 @@ static void get_property(GObject *object, guint id, GValue *value, GParamSpec *p
     case PROP_TURN_SERVER: g_value_set_string(value, s.turn_server.c_str()); break;
     case PROP_LATENCY: g_value_set_uint(value, s.latency); break;
     case PROP_REPLACE_PUBLISHER: g_value_set_boolean(value, s.replace_publisher); break;
+    case PROP_PUBLISHER_TIMEOUT: g_value_set_uint(value, s.publisher_timeout); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID(object, id, pspec);
   }
 }
@@ -844,6 +850,12 @@ static void gst_whipwhep_whip_server_src_class_init(GstWhipwhepWhipServerSrcClas
       "A new publisher replaces the live one (e.g. a reconnecting encoder) instead of "
       "getting 409 Conflict",
       FALSE, rw);
+  props[PROP_PUBLISHER_TIMEOUT] = g_param_spec_uint(
+      "publisher-timeout", "Publisher timeout",
+      "Seconds without RTP from a connected publisher before its session is ended "
+      "(publisher-disconnected) and the live input is free again; applies to sessions "
+      "created afterwards",
+      1, 3600, kDefaultPublisherTimeoutS, rw);
   props[PROP_PUBLISHING] = g_param_spec_boolean(
       "publishing", "Publishing", "Whether a publisher is connected and sending media", FALSE,
       ro);
