@@ -242,6 +242,18 @@ SendingPeer::SendingPeer() {
   gst_bin_add(GST_BIN(pipeline_.get()), src);
   pay_ = gobj::adopt(gst_bin_get_by_name(GST_BIN(src), "pay"));
   webrtc_ = make_webrtcbin(pipeline_.get());
+  // RTCP every ~second, like a browser sends it for video, instead of
+  // rtpsession's 5 s minimum: a test of the client's RTCP timeout can then
+  // use a short one (and wait it out) without a false alarm.
+  gobj::Ref<GstElement> rtpbin = gobj::adopt(gst_bin_get_by_name(GST_BIN(webrtc_.get()), "rtpbin"));
+  if (rtpbin)
+    g_signal_connect(rtpbin.get(), "element-added",
+                     G_CALLBACK(+[](GstBin *, GstElement *e, gpointer) {
+                       GstElementFactory *f = gst_element_get_factory(e);
+                       if (f && g_str_equal(GST_OBJECT_NAME(f), "rtpsession"))
+                         g_object_set(e, "rtcp-min-interval", guint64(GST_SECOND), nullptr);
+                     }),
+                     nullptr);
   gst_element_link_pads(src, "src", webrtc_.get(), "sink_%u");
   gst_element_set_state(pipeline_.get(), GST_STATE_PLAYING);
 }
