@@ -4,6 +4,7 @@
 #
 #   scripts/test-sanitizers.sh                 # the whole suite but browser and bench-smoke (CI)
 #   scripts/test-sanitizers.sh --suite unit    # extra args go to meson test instead
+#   scripts/test-sanitizers.sh --build-only    # build what the run needs, run nothing (CI)
 #
 # Leak detection stays on; tests/sanitizers/lsan.supp lists the few known
 # system-library leaks (each explained). Not run: the browser suite (it
@@ -42,6 +43,9 @@ print(" ".join(sorted(out)))')
 # shellcheck disable=SC2086
 ninja -C "$build" -j2 $targets gst/libgstwhipwhep.so server/whipwhep-server \
   examples/embedded-relay
+if [ "${1:-}" = "--build-only" ]; then
+  exit 0
+fi
 
 # fast_unwind_on_malloc=0: Debian's GLib has no frame pointers, so the fast
 # unwinder stops at g_malloc and no suppression could match; the slow one
