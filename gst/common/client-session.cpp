@@ -2,6 +2,8 @@
 
 #include <gst/webrtc/webrtc.h>
 
+#include <algorithm>
+
 #include "client-protocol.h"
 #include "ice.h"
 #include "signalling-context.h"
@@ -32,6 +34,12 @@ void post_error(GstElement *owner, GQuark domain, gint code, const std::string &
   GstMessage *msg =
       gst_message_new_error_with_details(GST_OBJECT(owner), err.get(), debug.c_str(), details);
   gst_element_post_message(owner, msg);
+}
+
+void post_warning(GstElement *owner, const std::string &message) {
+  gobj::Unique<GError> err(
+      g_error_new_literal(GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_BUSY, message.c_str()));
+  gst_element_post_message(owner, gst_message_new_warning(GST_OBJECT(owner), err.get(), nullptr));
 }
 
 }  // namespace
@@ -116,8 +124,45 @@ void ClientSession::on_offer(bool ok, std::string sdp) {
     return;
   }
   GST_LOG("offer:\n%s", sdp.c_str());
+  offer_sdp_ = std::move(sdp);
+  first_post_us_ = g_get_monotonic_time();
+  post_offer();
+}
+
+void ClientSession::post_offer() {
   auto self = shared_from_this();
-  http_->post_sdp(config_.endpoint, sdp, [self](HttpResult r) { self->on_post_answer(std::move(r)); });
+  http_->post_sdp(config_.endpoint, offer_sdp_,
+                  [self](HttpResult r) { self->on_post_answer(std::move(r)); });
+}
+
+bool ClientSession::retry_later(const HttpResult &r) {
+  if (config_.retry_timeout_s == 0) return false;
+  const bool come_back = r.status == 503 || r.status == 429 || (r.status == 409 && r.retry_after_s);
+  if (!come_back) return false;
+  // The same offer again: its ICE credentials and candidates are still
+  // ours, and no answer was applied.
+  const guint delay_s = std::max(1u, r.retry_after_s ? r.retry_after_s : 2u);
+  const gint64 at = g_get_monotonic_time() + gint64(delay_s) * G_USEC_PER_SEC;
+  if (at - first_post_us_ > gint64(config_.retry_timeout_s) * G_USEC_PER_SEC) return false;
+  retries_++;
+  gobj::Ref<GstElement> owner = gobj::adopt(static_cast<GstElement *>(g_weak_ref_get(&owner_)));
+  if (owner)
+    post_warning(owner.get(), config_.protocol + " server asked to come back later: " +
+                                  r.describe("POST") + "; retrying in " +
+                                  std::to_string(delay_s) + " s");
+  auto *weak = new WeakSession(shared_from_this());
+  GSource *timer = g_timeout_source_new(delay_s * 1000);
+  g_source_set_callback(
+      timer,
+      +[](gpointer data) -> gboolean {
+        if (auto self = static_cast<WeakSession *>(data)->lock())
+          if (!self->closed_ && !self->failed_) self->post_offer();
+        return G_SOURCE_REMOVE;
+      },
+      weak, +[](gpointer data) { delete static_cast<WeakSession *>(data); });
+  g_source_attach(timer, signalling_context());
+  g_source_unref(timer);
+  return true;
 }
 
 void ClientSession::on_post_answer(HttpResult r) {
@@ -129,8 +174,13 @@ void ClientSession::on_post_answer(HttpResult r) {
     return;
   }
   if (!r.ok()) {
-    fail(GST_RESOURCE_ERROR, error_code_for_status(r.status),
-         proto + " server refused the offer: " + r.describe("POST"), r.body, r.status);
+    if (retry_later(r)) return;
+    std::string message = proto + " server refused the offer: " + r.describe("POST");
+    if (retries_)
+      message += " (still, after " + std::to_string(retries_) + " retries in " +
+                 std::to_string((g_get_monotonic_time() - first_post_us_) / G_USEC_PER_SEC) +
+                 " s; retry-timeout " + std::to_string(config_.retry_timeout_s) + " s)";
+    fail(GST_RESOURCE_ERROR, error_code_for_status(r.status), message, r.body, r.status);
     return;
   }
   if (r.location.empty()) {

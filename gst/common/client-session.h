@@ -33,6 +33,10 @@ struct ClientConfig {
   // session counts as ended by the server (deleted input, server gone);
   // libnice in webrtcbin has no consent freshness to tell us. 0 = never.
   guint rtcp_timeout_s = 20;
+  // Seconds to keep re-POSTing the offer while the server answers 503 or
+  // 429 (or 409 with Retry-After: a WHEP stream that is not live yet, a
+  // server over a limit), waiting what Retry-After says. 0 = fail at once.
+  guint retry_timeout_s = 0;
 };
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
@@ -66,7 +70,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
  private:
   ClientSession() = default;
   void on_offer(bool ok, std::string sdp);
+  void post_offer();
   void on_post_answer(HttpResult r);
+  // Schedules another POST of the offer if `r` asks to come back later and
+  // the retry budget allows; false if the answer is final.
+  bool retry_later(const HttpResult &r);
   void on_connection_state();
   void start_connect_timer();
   void watch_rtcp();
@@ -82,6 +90,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   gulong rtcp_handler_ = 0;
   std::atomic<gint64> last_rtcp_us_{0};
   std::atomic<bool> watching_rtcp_{false};
+  std::string offer_sdp_;      // kept for retries; signalling thread only
+  gint64 first_post_us_ = 0;   // signalling thread only
+  guint retries_ = 0;          // signalling thread only
 
   mutable std::mutex lock_;
   std::string resource_url_;

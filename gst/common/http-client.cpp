@@ -175,6 +175,12 @@ struct HttpClient::Core : std::enable_shared_from_this<HttpClient::Core> {
     r.reason = server_reason(r.status, gobj::str_or(soup_message_get_reason_phrase(msg)), r.body);
     const char *etag = soup_message_headers_get_one(h, "ETag");
     if (etag) r.etag = etag;
+    // Delta-seconds only (what WHIP/WHEP servers send on 503/429/409).
+    if (const char *ra = soup_message_headers_get_one(h, "Retry-After")) {
+      g_autofree gchar *trimmed = g_strstrip(g_strdup(ra));
+      guint64 v = 0;
+      if (g_ascii_string_to_unsigned(trimmed, 10, 0, 86400, &v, nullptr)) r.retry_after_s = guint(v);
+    }
     // Link may come as several header lines; libsoup joins them with ", ",
     // which parse_ice_server_links handles (it splits outside quotes).
     const char *links = soup_message_headers_get_list(h, "Link");

@@ -26,6 +26,7 @@ struct HttpResult {
   std::string url;           // URL of the final request (after redirects)
   std::string location;      // Location resolved to an absolute URL, or ""
   std::string etag;
+  guint retry_after_s = 0;   // Retry-After in seconds (0: absent or an HTTP date)
   std::vector<std::string> ice_servers;  // from Link rel="ice-server", webrtcbin form
   bool authorization_sent = false;
 

@@ -36,6 +36,7 @@ struct Settings {
   bool use_link_headers = true;
   guint timeout = kDefaultTimeout;
   guint rtcp_timeout = 20;
+  guint retry_timeout = 0;
   guint latency = kDefaultLatency;
   bool video = true, audio = true;
   std::string video_codecs = kDefaultVideoCodecs;
@@ -166,6 +167,7 @@ bool Impl::start() {
   cfg.use_link_headers = s.use_link_headers;
   cfg.timeout_s = s.timeout;
   cfg.rtcp_timeout_s = s.rtcp_timeout;
+  cfg.retry_timeout_s = s.retry_timeout;
   std::string error;
   auto sess = whipwhep::ClientSession::create(element(), w, cfg, &error);
   if (!sess) {
@@ -326,6 +328,7 @@ enum {
   PROP_USE_LINK_HEADERS,
   PROP_TIMEOUT,
   PROP_RTCP_TIMEOUT,
+  PROP_RETRY_TIMEOUT,
   PROP_ICE_ADDRESSES,
   PROP_LATENCY,
   PROP_VIDEO,
@@ -358,6 +361,7 @@ static void set_property(GObject *object, guint id, const GValue *value, GParamS
     case PROP_USE_LINK_HEADERS: s.use_link_headers = g_value_get_boolean(value); break;
     case PROP_TIMEOUT: s.timeout = g_value_get_uint(value); break;
     case PROP_RTCP_TIMEOUT: s.rtcp_timeout = g_value_get_uint(value); break;
+    case PROP_RETRY_TIMEOUT: s.retry_timeout = g_value_get_uint(value); break;
     case PROP_ICE_ADDRESSES: s.ice_addresses = gobj::str_or(g_value_get_string(value)); break;
     case PROP_LATENCY: s.latency = g_value_get_uint(value); break;
     case PROP_VIDEO: s.video = g_value_get_boolean(value); break;
@@ -384,6 +388,7 @@ static void get_property(GObject *object, guint id, GValue *value, GParamSpec *p
     case PROP_USE_LINK_HEADERS: g_value_set_boolean(value, s.use_link_headers); break;
     case PROP_TIMEOUT: g_value_set_uint(value, s.timeout); break;
     case PROP_RTCP_TIMEOUT: g_value_set_uint(value, s.rtcp_timeout); break;
+    case PROP_RETRY_TIMEOUT: g_value_set_uint(value, s.retry_timeout); break;
     case PROP_ICE_ADDRESSES: g_value_set_string(value, s.ice_addresses.c_str()); break;
     case PROP_LATENCY: g_value_set_uint(value, s.latency); break;
     case PROP_VIDEO: g_value_set_boolean(value, s.video); break;
@@ -470,6 +475,12 @@ static void gst_whipwhep_whep_src_class_init(GstWhipwhepWhepSrcClass *klass) {
       "Seconds without RTCP from the server, once connected, before the element fails with an "
       "error (the server ended the session or is gone); 0 = never",
       0, 3600, 20, rw);
+  props[PROP_RETRY_TIMEOUT] = g_param_spec_uint(
+      "retry-timeout", "Retry timeout",
+      "Seconds to keep re-POSTing the offer while the server answers 503 or 429, or 409 with "
+      "Retry-After (a WHEP stream that is not live yet), waiting what Retry-After says (2 s without it); each retry posts a "
+      "warning. 0 = the first such answer is an error",
+      0, 86400, 0, rw);
   props[PROP_ICE_ADDRESSES] = g_param_spec_string(
       "ice-addresses", "ICE addresses",
       "Comma-separated local IP addresses ICE may gather candidates on; empty = every interface except loopback",

@@ -59,6 +59,12 @@ GstBusSyncReply BusWatcher::on_message(GstBus *, GstMessage *msg, gpointer data)
   if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR && !self->error_)
     self->error_ = gobj::ref(msg);
   if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_EOS) self->eos_ = true;
+  if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_WARNING) {
+    gobj::Unique<GError> err;
+    gst_message_parse_warning(msg, gobj::out(err), nullptr);
+    self->warnings_++;
+    self->last_warning_ = err ? err->message : "";
+  }
   g_mutex_unlock(&self->lock_);
   return GST_BUS_DROP;
 }
@@ -75,6 +81,20 @@ bool BusWatcher::has_eos() const {
   bool r = eos_;
   g_mutex_unlock(&lock_);
   return r;
+}
+
+int BusWatcher::warnings() const {
+  g_mutex_lock(&lock_);
+  const int n = warnings_;
+  g_mutex_unlock(&lock_);
+  return n;
+}
+
+std::string BusWatcher::last_warning() const {
+  g_mutex_lock(&lock_);
+  std::string out = last_warning_;
+  g_mutex_unlock(&lock_);
+  return out;
 }
 
 std::string BusWatcher::error_text() const {

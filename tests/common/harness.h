@@ -35,6 +35,9 @@ class BusWatcher {
   std::string error_text() const;
   const GstStructure *error_details() const;  // may be null
   bool has_eos() const;
+  // WARNING messages seen so far, and the text of the last one.
+  int warnings() const;
+  std::string last_warning() const;
 
  private:
   static GstBusSyncReply on_message(GstBus *bus, GstMessage *msg, gpointer data);
@@ -42,6 +45,8 @@ class BusWatcher {
   mutable GMutex lock_;
   gobj::Ref<GstMessage> error_;
   bool eos_ = false;
+  int warnings_ = 0;
+  std::string last_warning_;
 };
 
 // Counts buffers through a pad (thread-safe).

@@ -2,6 +2,7 @@
 // test-side sending webrtcbin (success paths: decoded and encoded output).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -152,6 +153,59 @@ TEST(WhepSrc, DecodesVideoAndDeletesOnNull) {
     gst_element_set_state(run.pipeline.get(), GST_STATE_NULL);
     EXPECT_EQ(server.count("DELETE"), 1);
   }
+}
+
+// A WHEP endpoint whose stream is not live yet answers 503 + Retry-After
+// (ours: "no publisher yet"); with retry-timeout the player comes back as
+// told, with the same offer, instead of failing.
+TEST(WhepSrc, RetriesWhileTheServerSaysComeBackLater) {
+  test::SendingPeer peer;
+  ASSERT_TRUE(peer.ready(5000));
+  std::atomic<int> posts{0};
+  TestHttpServer server([&](const SeenRequest &q, TestHttpServer::Respond r) {
+    if (q.method == "POST" && ++posts <= 2) {
+      r(Reply{503, "text/plain", "no publisher yet", {{"Retry-After", "1"}}});
+      return;
+    }
+    peer.handle(q, r);
+  });
+  PipelineRun run(src(server.url("/whep"), "audio=false retry-timeout=10") +
+                  " ! fakesink name=out sync=false");
+  const gint64 start = g_get_monotonic_time();
+  run.play();
+  ASSERT_TRUE(test::wait_for([&] { return run.counter.count() >= 30 || run.bus->has_error(); },
+                             kDecodeTimeoutMs));
+  EXPECT_FALSE(run.bus->has_error()) << run.bus->error_text();
+  EXPECT_EQ(posts.load(), 3);
+  EXPECT_EQ(run.bus->warnings(), 2);
+  EXPECT_NE(run.bus->last_warning().find("503"), std::string::npos) << run.bus->last_warning();
+  EXPECT_NE(run.bus->last_warning().find("retrying in 1 s"), std::string::npos)
+      << run.bus->last_warning();
+  // Two waits of Retry-After (1 s) before the answer.
+  EXPECT_GE(run.counter.first_time() - start, 2 * G_USEC_PER_SEC);
+  auto reqs = server.requests();
+  ASSERT_GE(reqs.size(), 3u);
+  EXPECT_EQ(reqs[0].body, reqs[2].body) << "a retry re-POSTs the same offer";
+}
+
+TEST(WhepSrc, RetryTimeoutBoundsTheRetries) {
+  std::atomic<int> posts{0};
+  TestHttpServer server([&](const SeenRequest &, TestHttpServer::Respond r) {
+    posts++;
+    r(Reply{503, "text/plain", "no publisher yet", {{"Retry-After", "1"}}});
+  });
+  PipelineRun run(src(server.url("/whep"), "retry-timeout=2") + " ! fakesink name=out");
+  const gint64 start = g_get_monotonic_time();
+  run.play();
+  ASSERT_TRUE(test::wait_for([&] { return run.bus->has_error(); }, 10000));
+  const gint64 took_ms = (g_get_monotonic_time() - start) / 1000;
+  // POST, 1 s, POST: a third would come 2 s after the first, past the
+  // budget, so the second 503 is final.
+  EXPECT_GE(took_ms, 900);
+  EXPECT_LT(took_ms, 5000);
+  EXPECT_EQ(posts.load(), 2);
+  EXPECT_NE(run.bus->error_text().find("503"), std::string::npos) << run.bus->error_text();
+  EXPECT_NE(run.bus->error_text().find("retries"), std::string::npos) << run.bus->error_text();
 }
 
 // libnice in webrtcbin has no consent freshness: without the RTCP watchdog a
