@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 #include <json-glib/json-glib.h>
 
-#include <regex>
 #include <string>
 
 #include "server-process.h"
@@ -14,7 +13,6 @@
 namespace test {
 
 inline constexpr const char *kToken = "test-token-0123456789abcdef";
-inline const std::regex kHex32("^[0-9a-f]{32}$");
 
 // A string member, "<absent>" or "<null>" when it is not a string.
 std::string str(JsonObject *o, const char *member);

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <json-glib/json-glib.h>
 
+#include <regex>
 #include <set>
 #include <vector>
 
