@@ -3,7 +3,8 @@
 //      first decoded frame, with the publisher's keyframe interval at 10 s
 //      (so the first frame depends on the relay asking the publisher for a
 //      keyframe on join, not on waiting for the next periodic one);
-//   2. sustained set-up rate: --burst sessions started with 16 in flight,
+//   2. sustained set-up rate: --burst sessions started with --in-flight
+//      (default 16) set up at once,
 //      sessions/s until all receive RTP, and POST -> answer p50/p99 under it.
 //      --viewer=lean (default): the burst's viewers are LeanViewers
 //      (lean-viewer.h: ICE + DTLS, SRTP counted, not decrypted), so the
@@ -11,6 +12,7 @@
 //      --viewer=webrtcbin as before.
 #include <gst/gst.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -29,6 +31,7 @@ using bench::fmt;
 struct Options {
   std::vector<std::string> modes{"ours", "naive"};
   int sequential = 20, burst = 200;
+  int in_flight = 16;  // burst sessions set up at once
   double timeout = 10;
   std::string csv = "join.csv";
   std::string viewer = "lean";  // burst viewers: lean | webrtcbin
@@ -92,7 +95,6 @@ Result run_mode(const Options &o, const std::string &mode) {
 
   double t0 = bench::now_ms();
   size_t first = all.size();
-  const int kInFlight = 16;
   int started = 0;
   double deadline = t0 + o.timeout * 1000 + o.burst * 100.0;
   while (bench::now_ms() < deadline) {
@@ -102,7 +104,7 @@ Result run_mode(const Options &o, const std::string &mode) {
       else pending++;
     }
     if (done == o.burst) break;
-    while (pending < kInFlight && started < o.burst) {
+    while (pending < o.in_flight && started < o.burst) {
       if (host) all.push_back(std::make_unique<bench::LeanViewer>(*host, endpoint));
       else all.push_back(std::make_unique<bench::Viewer>(viewers_pipe, endpoint, false));
       all.back()->start();
@@ -146,6 +148,7 @@ int main(int argc, char **argv) {
     if (a == "--smoke") o.sequential = 3, o.burst = 10, o.modes = {"ours"};
     else if (a.rfind("--sequential=", 0) == 0) o.sequential = std::stoi(a.substr(13));
     else if (a.rfind("--burst=", 0) == 0) o.burst = std::stoi(a.substr(8));
+    else if (a.rfind("--in-flight=", 0) == 0) o.in_flight = std::max(1, std::stoi(a.substr(12)));
     else if (a.rfind("--modes=", 0) == 0) {
       o.modes.clear();
       std::stringstream ss(a.substr(8));
@@ -154,7 +157,7 @@ int main(int argc, char **argv) {
     } else if (a.rfind("--csv=", 0) == 0) o.csv = a.substr(6);
     else if (a == "--viewer=lean" || a == "--viewer=webrtcbin") o.viewer = a.substr(9);
     else {
-      fprintf(stderr, "usage: %s [--smoke] [--sequential=20] [--burst=200] [--modes=ours,naive] [--viewer=lean|webrtcbin] "
+      fprintf(stderr, "usage: %s [--smoke] [--sequential=20] [--burst=200] [--in-flight=16] [--modes=ours,naive] [--viewer=lean|webrtcbin] "
               "[--csv=FILE]\n",
               argv[0]);
       return 2;
@@ -165,8 +168,8 @@ int main(int argc, char **argv) {
   if (o.modes.size() > 1) {
     int rc = 0;
     for (auto &m : o.modes) {
-      std::string cmd = fmt("'%s' --modes=%s --sequential=%d --burst=%d --viewer=%s --csv='%s'", argv[0], m.c_str(),
-                            o.sequential, o.burst, o.viewer.c_str(), o.csv.empty() ? "" : (o.csv + "." + m).c_str());
+      std::string cmd = fmt("'%s' --modes=%s --sequential=%d --burst=%d --in-flight=%d --viewer=%s --csv='%s'",
+                            argv[0], m.c_str(), o.sequential, o.burst, o.in_flight, o.viewer.c_str(), o.csv.empty() ? "" : (o.csv + "." + m).c_str());
       rc |= system(cmd.c_str());
     }
     return rc ? 1 : 0;
@@ -184,8 +187,8 @@ int main(int argc, char **argv) {
   row("first frame ms after answer", r.first_frame_ms);
   row("answer ms (burst)", r.burst_answer_ms);
   row("POST->first RTP ms (burst)", r.burst_setup_ms);
-  printf("%-6s set-up rate %.1f sessions/s (%d connected, %d failed of %d); sequential failures %d; %s\n",
-         mode.c_str(), r.rate, r.burst_connected, r.burst_failed, o.burst, r.seq_failed,
+  printf("%-6s set-up rate %.1f sessions/s (%d connected, %d failed of %d, %d in flight); sequential failures %d; %s\n",
+         mode.c_str(), r.rate, r.burst_connected, r.burst_failed, o.burst, o.in_flight, r.seq_failed,
          r.error.empty() ? "no errors" : r.error.c_str());
   bench::Csv csv(o.csv, "mode,answer_p50_ms,answer_p99_ms,first_frame_p50_ms,first_frame_p99_ms,burst_answer_p50_ms,"
                         "burst_answer_p99_ms,burst_setup_p50_ms,burst_setup_p99_ms,sessions_per_s,burst_connected,"
