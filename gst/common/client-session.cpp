@@ -44,6 +44,17 @@ void post_warning(GstElement *owner, const std::string &message) {
 
 }  // namespace
 
+GParamSpec *retry_timeout_param_spec(const char *example) {
+  g_autofree gchar *blurb = g_strdup_printf(
+      "Seconds to keep re-POSTing the offer while the server answers 503 or 429, or 409 with "
+      "Retry-After (%s), waiting what Retry-After says (2 s without it); each retry posts a "
+      "warning. 0 = the first such answer is an error",
+      example);
+  // Property blurbs must outlive the class: intern the text.
+  return g_param_spec_uint("retry-timeout", "Retry timeout", g_intern_string(blurb), 0, 86400, 0,
+                           GParamFlags(G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY));
+}
+
 std::shared_ptr<ClientSession> ClientSession::create(GstElement *owner, GstElement *webrtcbin,
                                                      const ClientConfig &config,
                                                      std::string *error) {

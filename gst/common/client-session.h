@@ -39,6 +39,10 @@ struct ClientConfig {
   guint retry_timeout_s = 0;
 };
 
+// The clients' "retry-timeout" property (ClientConfig::retry_timeout_s);
+// `example` says when a server of this protocol asks to come back later.
+GParamSpec *retry_timeout_param_spec(const char *example);
+
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   // Validates the config and applies configure_ice() to `webrtcbin` (before

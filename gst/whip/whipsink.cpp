@@ -664,12 +664,8 @@ static void gst_whipwhep_whip_sink_class_init(GstWhipwhepWhipSinkClass *klass) {
       "Seconds without RTCP from the server, once connected, before the element fails with an "
       "error (the server ended the session or is gone); 0 = never",
       0, 3600, 20, rw);
-  props[PROP_RETRY_TIMEOUT] = g_param_spec_uint(
-      "retry-timeout", "Retry timeout",
-      "Seconds to keep re-POSTing the offer while the server answers 503 or 429, or 409 with "
-      "Retry-After (a WHIP endpoint whose live input is busy or over a limit), waiting what Retry-After says (2 s without it); each retry posts a "
-      "warning. 0 = the first such answer is an error",
-      0, 86400, 0, rw);
+  props[PROP_RETRY_TIMEOUT] = whipwhep::retry_timeout_param_spec(
+      "a WHIP endpoint whose live input is busy or over a limit");
   props[PROP_ICE_ADDRESSES] = g_param_spec_string(
       "ice-addresses", "ICE addresses",
       "Comma-separated local IP addresses ICE may gather candidates on; empty = every interface "
