@@ -161,18 +161,17 @@ bool ClientSession::retry_later(const HttpResult &r) {
     post_warning(owner.get(), config_.protocol + " server asked to come back later: " +
                                   r.describe("POST") + "; retrying in " +
                                   std::to_string(delay_s) + " s");
-  auto *weak = new WeakSession(shared_from_this());
-  GSource *timer = g_timeout_source_new(delay_s * 1000);
+  gobj::Ref<GSource> timer = gobj::adopt(g_timeout_source_new(delay_s * 1000));
   g_source_set_callback(
-      timer,
+      timer.get(),
       +[](gpointer data) -> gboolean {
         if (auto self = static_cast<WeakSession *>(data)->lock())
           if (!self->closed_ && !self->failed_) self->post_offer();
         return G_SOURCE_REMOVE;
       },
-      weak, +[](gpointer data) { delete static_cast<WeakSession *>(data); });
-  g_source_attach(timer, signalling_context());
-  g_source_unref(timer);
+      new WeakSession(shared_from_this()),
+      +[](gpointer data) { delete static_cast<WeakSession *>(data); });
+  g_source_attach(timer.get(), signalling_context());
   return true;
 }
 

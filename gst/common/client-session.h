@@ -94,9 +94,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   gulong rtcp_handler_ = 0;
   std::atomic<gint64> last_rtcp_us_{0};
   std::atomic<bool> watching_rtcp_{false};
-  std::string offer_sdp_;      // kept for retries; signalling thread only
-  gint64 first_post_us_ = 0;   // signalling thread only
-  guint retries_ = 0;          // signalling thread only
+  // Set once in on_offer() before the first POST, read by retries on the
+  // signalling thread (the POST's hand-over to that thread orders them).
+  std::string offer_sdp_;
+  gint64 first_post_us_ = 0;
+  guint retries_ = 0;  // signalling thread only
 
   mutable std::mutex lock_;
   std::string resource_url_;
