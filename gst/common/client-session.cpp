@@ -161,18 +161,28 @@ bool ClientSession::retry_later(const HttpResult &r) {
     post_warning(owner.get(), config_.protocol + " server asked to come back later: " +
                                   r.describe("POST") + "; retrying in " +
                                   std::to_string(delay_s) + " s");
-  gobj::Ref<GSource> timer = gobj::adopt(g_timeout_source_new(delay_s * 1000));
+  after_ms(delay_s * 1000, [](ClientSession &self) {
+    if (!self.closed_ && !self.failed_) self.post_offer();
+  });
+  return true;
+}
+
+void ClientSession::after_ms(guint ms, std::function<void(ClientSession &)> fn) {
+  struct Later {
+    WeakSession session;
+    std::function<void(ClientSession &)> fn;
+  };
+  gobj::Ref<GSource> timer = gobj::adopt(g_timeout_source_new(ms));
   g_source_set_callback(
       timer.get(),
       +[](gpointer data) -> gboolean {
-        if (auto self = static_cast<WeakSession *>(data)->lock())
-          if (!self->closed_ && !self->failed_) self->post_offer();
+        auto *later = static_cast<Later *>(data);
+        if (auto self = later->session.lock()) later->fn(*self);
         return G_SOURCE_REMOVE;
       },
-      new WeakSession(shared_from_this()),
-      +[](gpointer data) { delete static_cast<WeakSession *>(data); });
+      new Later{shared_from_this(), std::move(fn)},
+      +[](gpointer data) { delete static_cast<Later *>(data); });
   g_source_attach(timer.get(), signalling_context());
-  return true;
 }
 
 void ClientSession::on_post_answer(HttpResult r) {
@@ -242,24 +252,14 @@ void ClientSession::on_post_answer(HttpResult r) {
 void ClientSession::start_connect_timer() {
   // ICE + DTLS must complete within the timeout: libnice alone would take
   // much longer to give up on an unreachable peer.
-  auto *weak = new WeakSession(shared_from_this());
-  GSource *timer = g_timeout_source_new(config_.timeout_s * 1000);
-  g_source_set_callback(
-      timer,
-      +[](gpointer data) -> gboolean {
-        if (auto self = static_cast<WeakSession *>(data)->lock()) {
-          if (!self->connected_ && !self->closed_)
-            self->fail(GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_READ_WRITE,
-                       "WebRTC connection to the " + self->config_.protocol +
-                           " server not established within " +
-                           std::to_string(self->config_.timeout_s) + " s (ICE/DTLS)",
-                       "");
-        }
-        return G_SOURCE_REMOVE;
-      },
-      weak, +[](gpointer data) { delete static_cast<WeakSession *>(data); });
-  g_source_attach(timer, signalling_context());
-  g_source_unref(timer);
+  after_ms(config_.timeout_s * 1000, [](ClientSession &self) {
+    if (!self.connected_ && !self.closed_)
+      self.fail(GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_OPEN_READ_WRITE,
+                "WebRTC connection to the " + self.config_.protocol +
+                    " server not established within " + std::to_string(self.config_.timeout_s) +
+                    " s (ICE/DTLS)",
+                "");
+  });
 }
 
 void ClientSession::on_connection_state() {

@@ -11,6 +11,7 @@
 #include <gst/gst.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -79,6 +80,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // Schedules another POST of the offer if `r` asks to come back later and
   // the retry budget allows; false if the answer is final.
   bool retry_later(const HttpResult &r);
+  // Runs `fn` once on the signalling thread after `ms`, if the session
+  // still exists then (the timer holds it weakly).
+  void after_ms(guint ms, std::function<void(ClientSession &)> fn);
   void on_connection_state();
   void start_connect_timer();
   void watch_rtcp();
