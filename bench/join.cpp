@@ -9,7 +9,8 @@
 //      --viewer=lean (default): the burst's viewers are LeanViewers
 //      (lean-viewer.h: ICE + DTLS, SRTP counted, not decrypted), so the
 //      client's own set-up cost (a webrtcbin each) does not cap the rate;
-//      --viewer=webrtcbin as before.
+//      --viewer=webrtcbin as before. Also the relay process's CPU per
+//      session over the burst, and per second in the 6 s after it.
 #include <gst/gst.h>
 
 #include <algorithm>
@@ -35,12 +36,19 @@ struct Options {
   double timeout = 10;
   std::string csv = "join.csv";
   std::string viewer = "lean";  // burst viewers: lean | webrtcbin
+  double tail_s = 6;             // relay CPU measured this long after the burst (0: not)
 };
 
 struct Result {
   std::vector<double> answer_ms, first_frame_ms, burst_answer_ms, burst_setup_ms;
   int seq_failed = 0, burst_connected = 0, burst_failed = 0;
   double rate = NAN;
+  // The relay process's CPU (utime + stime): per connected session over the
+  // burst, and per second in the kTailS seconds after its last session got
+  // media (work that goes on after the set-up, e.g. ICE timers: libnice
+  // keeps an agent's check timer running for its idle-timeout, 5 s, after
+  // its last check, and every tick scans all the agent's check lists).
+  double relay_cpu_ms_per_session = NAN, relay_tail_cpu = NAN;
   std::string error;
 };
 
@@ -93,6 +101,7 @@ Result run_mode(const Options &o, const std::string &mode) {
     g_usleep(200000);
   }
 
+  const bench::ProcSample cpu0 = bench::sample_proc(relay.pid());
   double t0 = bench::now_ms();
   size_t first = all.size();
   int started = 0;
@@ -126,6 +135,14 @@ Result run_mode(const Options &o, const std::string &mode) {
     if (t.answer > 0) r.burst_answer_ms.push_back(t.answer - t.post);
   }
   if (r.burst_connected > 0) r.rate = r.burst_connected / ((last - t0) / 1000);
+  const bench::ProcSample cpu1 = bench::sample_proc(relay.pid());
+  if (cpu0.ok && cpu1.ok && r.burst_connected > 0)
+    r.relay_cpu_ms_per_session = (cpu1.cpu_seconds - cpu0.cpu_seconds) * 1000 / r.burst_connected;
+  if (o.tail_s > 0) {
+    g_usleep(gulong(o.tail_s * G_USEC_PER_SEC));
+    const bench::ProcSample cpu2 = bench::sample_proc(relay.pid());
+    if (cpu1.ok && cpu2.ok) r.relay_tail_cpu = (cpu2.cpu_seconds - cpu1.cpu_seconds) / o.tail_s;
+  }
 
   bench::shutdown_http_workers();
   all.clear();
@@ -145,7 +162,7 @@ int main(int argc, char **argv) {
   Options o;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
-    if (a == "--smoke") o.sequential = 3, o.burst = 10, o.modes = {"ours"};
+    if (a == "--smoke") o.sequential = 3, o.burst = 10, o.modes = {"ours"}, o.tail_s = 0;
     else if (a.rfind("--sequential=", 0) == 0) o.sequential = std::stoi(a.substr(13));
     else if (a.rfind("--burst=", 0) == 0) o.burst = std::stoi(a.substr(8));
     else if (a.rfind("--in-flight=", 0) == 0) o.in_flight = std::max(1, std::stoi(a.substr(12)));
@@ -190,14 +207,18 @@ int main(int argc, char **argv) {
   printf("%-6s set-up rate %.1f sessions/s (%d connected, %d failed of %d, %d in flight); sequential failures %d; %s\n",
          mode.c_str(), r.rate, r.burst_connected, r.burst_failed, o.burst, o.in_flight, r.seq_failed,
          r.error.empty() ? "no errors" : r.error.c_str());
+  printf("%-6s relay CPU %.1f ms per session over the burst", mode.c_str(), r.relay_cpu_ms_per_session);
+  if (o.tail_s > 0) printf(", %.3f CPU s/s in the %.0f s after it", r.relay_tail_cpu, o.tail_s);
+  printf("\n");
   bench::Csv csv(o.csv, "mode,answer_p50_ms,answer_p99_ms,first_frame_p50_ms,first_frame_p99_ms,burst_answer_p50_ms,"
                         "burst_answer_p99_ms,burst_setup_p50_ms,burst_setup_p99_ms,sessions_per_s,burst_connected,"
-                        "burst_failed,sequential_ok,sequential_failed");
-  csv.row(fmt("%s,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%d,%d,%zu,%d", mode.c_str(),
+                        "burst_failed,sequential_ok,sequential_failed,relay_cpu_ms_per_session,relay_tail_cpu_s_per_s");
+  csv.row(fmt("%s,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%d,%d,%zu,%d,%.2f,%.3f", mode.c_str(),
               bench::percentile(r.answer_ms, 50), bench::percentile(r.answer_ms, 99),
               bench::percentile(r.first_frame_ms, 50), bench::percentile(r.first_frame_ms, 99),
               bench::percentile(r.burst_answer_ms, 50), bench::percentile(r.burst_answer_ms, 99),
               bench::percentile(r.burst_setup_ms, 50), bench::percentile(r.burst_setup_ms, 99), r.rate,
-              r.burst_connected, r.burst_failed, r.answer_ms.size(), r.seq_failed));
+              r.burst_connected, r.burst_failed, r.answer_ms.size(), r.seq_failed,
+              r.relay_cpu_ms_per_session, r.relay_tail_cpu));
   return (r.answer_ms.empty() || r.burst_connected == 0) ? 1 : 0;
 }
