@@ -31,6 +31,7 @@ StreamRoute::~StreamRoute() { g_weak_ref_clear(&stream); }
 
 namespace {
 constexpr guint kTaMs = 20;  // libnice's default stun-pacing-timer
+constexpr guint kMinTaMs = 4;
 }  // namespace
 
 AgentHost::AgentHost(const IceSettings &settings, std::string key, guint sessions_per_agent)
@@ -58,9 +59,16 @@ AgentHost::AgentHost(const IceSettings &settings, std::string key, guint session
   // (20 ms) over all its streams: a burst of viewers sharing the agent
   // queued behind each other (set-up rate 72/s at 32 per agent against 97/s
   // with an agent each). Ta shrinks with the number of sessions served, so
-  // each session is paced as if it had the agent alone.
-  g_object_set(agent_.get(), "stun-pacing-timer", std::max(1u, kTaMs / sessions_per_agent),
-               nullptr);
+  // each session is paced about as if it had the agent alone, but not below
+  // kMinTaMs: each tick of that timer scans every check list of the agent
+  // (libnice 0.1.21 priv_conn_check_tick_agent_locked, a third of the
+  // agent threads' time in a burst), and it keeps ticking for the agent's
+  // idle-timeout (5 s) after its last check, i.e. after every join. At
+  // 1 ms, a burst of 200 joins left the relay 0.37 CPU s/s busier for the
+  // next 6 s; at 4 ms 0.25, with no loss in set-up rate or time to media
+  // (bench/RESULTS.md, session 13).
+  g_object_set(agent_.get(), "stun-pacing-timer",
+               std::max(kMinTaMs, kTaMs / sessions_per_agent), nullptr);
   candidate_handler_ = g_signal_connect(agent_.get(), "new-candidate-full",
                                         G_CALLBACK(&AgentHost::on_new_candidate), this);
   gathered_handler_ = g_signal_connect(agent_.get(), "candidate-gathering-done",
