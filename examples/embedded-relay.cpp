@@ -141,6 +141,9 @@ int main(int argc, char **argv) {
   gst_element_set_state(app.pipeline.get(), GST_STATE_PLAYING);
 
   gobj::Ref<SoupServer> server = gobj::adopt(soup_server_new(nullptr, nullptr));
+  // libsoup 3.2 leaks each accepted connection's GSocket; this drops that
+  // reference (a no-op with other libsoup versions).
+  whipwhep::release_leaked_accept_refs(server.get());
   soup_server_add_handler(server.get(), nullptr, handle, &app, nullptr);
   gobj::Ref<GSocketAddress> addr =
       gobj::adopt(g_inet_socket_address_new_from_string("127.0.0.1", static_cast<guint>(port)));

@@ -73,6 +73,7 @@ bool HttpApi::listen(GError **error) {
   g_signal_connect(server_.get(), "request-started", G_CALLBACK(&HttpApi::on_request_started),
                    this);
   whipwhep::close_connections_after_response(server_.get());
+  whipwhep::release_leaked_accept_refs(server_.get());
   soup_server_add_early_handler(server_.get(), nullptr, &HttpApi::on_early, this, nullptr);
   soup_server_add_handler(server_.get(), nullptr, &HttpApi::on_request, this, nullptr);
   g_autoptr(GSocketAddress) addr =

@@ -72,6 +72,21 @@ void close_connections_after_response(SoupServer *server) {
                    nullptr);
 }
 
+void release_leaked_accept_refs(SoupServer *server) {
+  if (soup_get_major_version() != 3 || soup_get_minor_version() != 2) return;
+  g_signal_connect(
+      server, "request-started", G_CALLBACK(+[](SoupServer *, SoupServerMessage *msg, gpointer) {
+        static const GQuark released = g_quark_from_static_string("whipwhep-accept-ref-released");
+        GSocket *sock = soup_server_message_get_socket(msg);
+        if (!sock || g_object_get_qdata(G_OBJECT(sock), released)) return;
+        g_object_set_qdata(G_OBJECT(sock), released, GINT_TO_POINTER(1));
+        // The connection's reference plus the leaked one; anything less and
+        // this libsoup does not leak it (the reference is not ours to drop).
+        if (g_atomic_int_get(&G_OBJECT(sock)->ref_count) >= 2) g_object_unref(sock);
+      }),
+      nullptr);
+}
+
 void HttpListener::Impl::handle(SoupServerMessage *msg, const char *path) {
   const std::string method = soup_server_message_get_method(msg);
   std::string p = path ? path : "";
@@ -139,6 +154,7 @@ gpointer HttpListener::Impl::thread_main(gpointer data) {
   g_main_context_push_thread_default(self->context);
   self->server = soup_server_new("server-header", "whipwhep ", nullptr);
   close_connections_after_response(self->server);
+  release_leaked_accept_refs(self->server);
 
   // Reject oversized bodies from the headers alone, before reading them.
   soup_server_add_early_handler(

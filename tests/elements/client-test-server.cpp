@@ -5,6 +5,7 @@
 #include <condition_variable>
 
 #include "harness.h"
+#include "http-listener.h"
 #include "ice.h"
 #include "webrtc-negotiation.h"
 
@@ -30,6 +31,7 @@ TestHttpServer::TestHttpServer(Handler handler) : handler_(std::move(handler)) {
         auto *st = static_cast<Start *>(data);
         TestHttpServer *self = st->self;
         self->server_ = soup_server_new(nullptr, nullptr);
+        whipwhep::release_leaked_accept_refs(self->server_);  // libsoup 3.2's accept leak
         soup_server_add_handler(
             self->server_, nullptr,
             +[](SoupServer *, SoupServerMessage *msg, const char *path, GHashTable *, gpointer data) {
