@@ -44,8 +44,8 @@ struct Result {
   int seq_failed = 0, burst_connected = 0, burst_failed = 0;
   double rate = NAN;
   // The relay process's CPU (utime + stime): per connected session over the
-  // burst, and per second in the kTailS seconds after its last session got
-  // media (work that goes on after the set-up, e.g. ICE timers: libnice
+  // burst, and per second in the Options::tail_s seconds after its last
+  // session got media (work that goes on after the set-up, e.g. ICE timers: libnice
   // keeps an agent's check timer running for its idle-timeout, 5 s, after
   // its last check, and every tick scans all the agent's check lists).
   double relay_cpu_ms_per_session = NAN, relay_tail_cpu = NAN;
