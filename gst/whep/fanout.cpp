@@ -455,6 +455,7 @@ void Fanout::deliver_list(guint shard, GstBufferList *list, int spt) const {
 
 void Fanout::remember(GstBufferList *list) {
   const guint n = gst_buffer_list_length(list);
+  const gint64 now = g_get_monotonic_time();
   std::lock_guard<std::mutex> g(history_lock_);
   for (guint i = 0; i < n; i++) {
     GstBuffer *buf = gst_buffer_list_get(list, i);
@@ -463,15 +464,17 @@ void Fanout::remember(GstBufferList *list) {
     Sent &slot = history_[((guint(h[2]) << 8) | h[3]) % kHistory];
     slot.seq = guint16((h[2] << 8) | h[3]);
     slot.ssrc = (guint32(h[8]) << 24) | (guint32(h[9]) << 16) | (guint32(h[10]) << 8) | h[11];
+    slot.handed_us = now;
     slot.packet = gobj::ref(buf);
   }
 }
 
-gobj::Ref<GstBuffer> Fanout::recent(guint32 ssrc, guint16 seq) const {
+gobj::Ref<GstBuffer> Fanout::recent(guint32 ssrc, guint16 seq, gint64 *handed_us) const {
   std::lock_guard<std::mutex> g(history_lock_);
   const Sent &slot = history_[seq % kHistory];
-  if (slot.packet && slot.seq == seq && slot.ssrc == ssrc) return slot.packet;
-  return {};
+  if (!slot.packet || slot.seq != seq || slot.ssrc != ssrc) return {};
+  if (handed_us) *handed_us = slot.handed_us;
+  return slot.packet;
 }
 
 GstFlowReturn Fanout::chain(GstPad *pad, GstObject *, GstBuffer *buf) {

@@ -125,8 +125,9 @@ class Fanout {
 
   // A packet of this stream sent within about the last second, for
   // retransmission (NACK) on the direct path; null if too old or unknown.
-  // One history per stream, shared by every viewer.
-  gobj::Ref<GstBuffer> recent(guint32 ssrc, guint16 seq) const;
+  // One history per stream, shared by every viewer. `handed_us`, if given,
+  // gets when the packet reached the fan-out (monotonic us).
+  gobj::Ref<GstBuffer> recent(guint32 ssrc, guint16 seq, gint64 *handed_us = nullptr) const;
 
   // Rewrite the payload type on a copy of the header only; the payload
   // memory is shared. Exposed for tests.
@@ -176,6 +177,7 @@ class Fanout {
   struct Sent {
     guint32 ssrc = 0;
     guint16 seq = 0;
+    gint64 handed_us = 0;
     gobj::Ref<GstBuffer> packet;
   };
   mutable std::mutex history_lock_;

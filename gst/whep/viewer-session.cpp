@@ -293,12 +293,23 @@ void ViewerSession::on_nack(guint32 media_ssrc, const guint8 *fci, gsize len) {
   }
   std::lock_guard<std::mutex> g(legs_lock_);
   if (stopped_ || !direct_) return;
+  // The round trip is known once the viewer's reports echo our SRs; only
+  // the released path (RTCP on the agent's thread) reads it cheaply.
+  const double rtt_s = rtcp_ ? rtcp_->rtt() : -1;
+  const gint64 rtt_us = rtt_s >= 0 ? gint64(rtt_s * G_USEC_PER_SEC) : -1;
+  guint64 sent = 0;
+  for (auto &leg : legs_)
+    if (leg.branch) sent += leg.branch->packets.load(std::memory_order_relaxed);
+  const gint64 now = g_get_monotonic_time();
   for (guint16 seq : lost)
     for (auto &leg : legs_) {
-      gobj::Ref<GstBuffer> packet = leg.input->fanout->recent(media_ssrc, seq);
+      gint64 handed_us = 0;
+      gobj::Ref<GstBuffer> packet = leg.input->fanout->recent(media_ssrc, seq, &handed_us);
       if (!packet) continue;
-      const int spt = leg.input->fanout->stream_pt();
-      direct_->resend(packet.get(), leg.branch->pt >= 0 && leg.branch->pt != spt ? leg.branch->pt : -1);
+      if (retransmit_guard_.allow(media_ssrc, seq, handed_us, now, rtt_us, sent)) {
+        const int spt = leg.input->fanout->stream_pt();
+        direct_->resend(packet.get(), leg.branch->pt >= 0 && leg.branch->pt != spt ? leg.branch->pt : -1);
+      }
       break;
     }
 }
@@ -525,13 +536,14 @@ gobj::Ref<GstElement> ViewerSession::release_webrtcbin() {
 }
 
 GstStructure *ViewerSession::stats() {
-  guint64 bytes = 0, packets = 0, keyframe_requests = 0;
+  guint64 bytes = 0, packets = 0, keyframe_requests = 0, refused = 0;
   std::shared_ptr<DirectSender> direct;
   std::shared_ptr<DirectRtcp> rtcp;
   {
     std::lock_guard<std::mutex> g(legs_lock_);
     direct = direct_;
     rtcp = rtcp_;
+    refused = retransmit_guard_.refused();
     for (auto &leg : legs_) {
       bytes += leg.branch->bytes;
       packets += leg.branch->packets;
@@ -577,6 +589,7 @@ GstStructure *ViewerSession::stats() {
                            G_TYPE_UINT64, keyframe_requests, "rtt", G_TYPE_DOUBLE, rtt,
                            "direct-send", G_TYPE_BOOLEAN, gboolean(direct != nullptr),
                            "packets-resent", G_TYPE_UINT64, direct ? direct->resent() : 0,
+                           "retransmissions-refused", G_TYPE_UINT64, refused,
                            "packets-dropped", G_TYPE_UINT64, direct ? direct->dropped() : 0,
                            "udp-gso", G_TYPE_BOOLEAN, gboolean(direct && direct->udp_gso()),
                            "rtcp-sent", G_TYPE_UINT64, direct ? direct->rtcp_sent() : 0,

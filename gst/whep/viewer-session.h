@@ -22,6 +22,7 @@
 #include "gobj.h"
 #include "ice.h"
 #include "input-payloader.h"
+#include "retransmit-guard.h"
 #include "viewer-plan.h"
 
 namespace whipwhep {
@@ -127,6 +128,7 @@ class ViewerSession : public std::enable_shared_from_this<ViewerSession> {
   std::atomic<bool> release_requested_{false}, released_{false};
   std::shared_ptr<DirectSender> direct_;  // under legs_lock_; set in on_connected
   std::shared_ptr<DirectRtcp> rtcp_;      // under legs_lock_; set when released
+  RetransmitGuard retransmit_guard_;      // under legs_lock_
   std::atomic<bool> connected_{false}, failed_{false};
   std::atomic<guint> plis_{0};  // PLI and FIR received
   const gint64 created_us_ = g_get_monotonic_time();

@@ -45,8 +45,9 @@
 // PLI/FIR, NACK, BYE) then runs on its ICE agent's thread (direct-rtcp.h):
 // no element and no thread per viewer. A viewer's RTCP BYE removes it.
 // Feedback: NACK -> retransmission from the input's shared history on the
-// direct path (from webrtcbin's rtprtxsend as RTX without direct-send;
-// do-nack on video transceivers); PLI/FIR from any viewer and every join ->
+// direct path, within a per-viewer budget (retransmit-guard.h; from
+// webrtcbin's rtprtxsend as RTX without direct-send; do-nack on video
+// transceivers); PLI/FIR from any viewer and every join ->
 // one upstream GstForceKeyUnit per input, at most one per 300 ms.
 // Stats: action signal `get-viewer-stats` (session id) -> GstStructure
 // "whep-viewer-stats" with bytes-sent, packets-sent (uint64, from the
@@ -54,7 +55,9 @@
 // RTCP), rtt (double seconds, -1 unknown), connected (boolean),
 // direct-send (boolean: this viewer's media skips its webrtcbin),
 // packets-resent and packets-dropped (uint64, direct path: retransmitted
-// on NACK; not sent because its socket buffer was full), udp-gso (boolean,
+// on NACK; not sent because its socket buffer was full),
+// retransmissions-refused (uint64: NACKed packets not resent, asked again
+// within a round trip, too recent, or over the budget), udp-gso (boolean,
 // direct path: one GSO train per frame; false once the kernel refused GSO
 // on this viewer's route, then one datagram per packet), rtcp-sent
 // (uint64, direct path: webrtcbin's SRTCP packets, its SRs, protected and
