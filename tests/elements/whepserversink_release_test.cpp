@@ -6,6 +6,8 @@
 // PATCH, removal, and no thread left per viewer.
 #include "whepserversink_fixtures.h"
 
+#include "retransmit-guard.h"
+
 namespace {
 
 bool released(GstElement *sink, const Viewer &v) {
@@ -135,6 +137,82 @@ TEST(WhepServerSinkRelease, ViewerThatSaysByeIsRemovedWithoutWaitingForTheTimeou
       << "the BYE was not taken: still waiting for the 60 s timeout";
   std::printf("viewer removed %" G_GINT64_FORMAT " ms after its BYE\n",
               (g_get_monotonic_time() - said) / 1000);
+}
+
+// A viewer that NACKs the same packets again and again (every 20 ms, ~400
+// packets each time: one SRTCP packet can name thousands) is resent no more
+// than its budget (gst/whep/retransmit-guard.h): half the packets sent to
+// it plus a burst; the rest is refused and counted, and media keeps flowing.
+TEST(WhepServerSinkRelease, ANackFloodIsAnsweredWithinTheViewersBudget) {
+  Source src;
+  auto viewers = decoding_viewers(src, 1);
+  ASSERT_EQ(viewers.size(), 1u);
+  ASSERT_TRUE(test::wait_for([&] { return all_released(src, viewers); }, 10000));
+  // The SSRC and latest sequence number of one received stream, read
+  // where RTP enters the viewer's jitterbuffer.
+  gobj::Ref<GstElement> jitterbuffer = find_by_factory(viewers[0]->webrtc.get(), "rtpjitterbuffer");
+  ASSERT_TRUE(jitterbuffer);
+  static std::atomic<guint32> ssrc{0};
+  static std::atomic<guint> last_seq{0};
+  ssrc = 0;
+  gobj::Ref<GstPad> jb_in = gobj::adopt(gst_element_get_static_pad(jitterbuffer.get(), "sink"));
+  gulong probe = gst_pad_add_probe(
+      jb_in.get(), GST_PAD_PROBE_TYPE_BUFFER,
+      +[](GstPad *, GstPadProbeInfo *info, gpointer) -> GstPadProbeReturn {
+        guint8 h[12];
+        if (gst_buffer_extract(GST_PAD_PROBE_INFO_BUFFER(info), 0, h, 12) == 12) {
+          last_seq = (guint(h[2]) << 8) | h[3];
+          ssrc = (guint32(h[8]) << 24) | (guint32(h[9]) << 16) | (guint32(h[10]) << 8) | h[11];
+        }
+        return GST_PAD_PROBE_OK;
+      },
+      nullptr, nullptr);
+  ASSERT_TRUE(test::wait_for([&] { return ssrc != 0; }, 5000));
+  gobj::Ref<GstElement> srtpenc = find_by_factory(viewers[0]->webrtc.get(), "srtpenc");
+  ASSERT_TRUE(srtpenc);
+  gobj::Ref<GstPad> rtcp_in = gobj::adopt(gst_element_get_static_pad(srtpenc.get(), "rtcp_sink_0"));
+  ASSERT_TRUE(rtcp_in);
+  // RR without blocks, then a generic NACK (RTPFB, FMT 1) with 24 FCI
+  // entries, each a PID and a full BLP: 17 packets each.
+  constexpr guint kPairs = 24;
+  auto nack_all_recent = [&] {
+    std::vector<guint8> p = {0x80, 201, 0x00, 0x01, 0x12, 0x34, 0x56, 0x78};
+    const guint words = 2 + kPairs;  // sender SSRC, media SSRC, FCI
+    const guint8 fb[] = {0x81, 205, guint8(words >> 8), guint8(words), 0x12, 0x34, 0x56, 0x78};
+    p.insert(p.end(), fb, fb + sizeof fb);
+    const guint32 media = ssrc;
+    for (int i = 0; i < 4; i++) p.push_back(guint8(media >> (24 - 8 * i)));
+    const guint16 first = guint16(last_seq.load() - 17 * kPairs - 12);
+    for (guint i = 0; i < kPairs; i++) {
+      const guint16 pid = guint16(first + 17 * i);
+      const guint8 fci[] = {guint8(pid >> 8), guint8(pid), 0xff, 0xff};
+      p.insert(p.end(), fci, fci + 4);
+    }
+    return gst_pad_chain(rtcp_in.get(), gst_buffer_new_memdup(p.data(), p.size()));
+  };
+  auto stat = [&](const char *field) {
+    guint64 n = 0;
+    if (auto st = viewer_stats(src.sink.get(), viewers[0]->session)) gst_structure_get_uint64(st.get(), field, &n);
+    return n;
+  };
+  guint sent_nacks = 0;
+  for (int i = 0; i < 150; i++) {
+    if (nack_all_recent() == GST_FLOW_OK) sent_nacks++;
+    g_usleep(20 * 1000);  // the flood's own pace, not a wait for a condition
+  }
+  gst_pad_remove_probe(jb_in.get(), probe);
+  EXPECT_GT(sent_nacks, 100u);
+  // The last NACKs are handled on the agent's thread after the loop.
+  const guint64 v0 = viewers[0]->video.n();
+  EXPECT_TRUE(test::wait_for([&] { return viewers[0]->video.n() >= v0 + 15; }, 10000))
+      << "the viewer stopped decoding during the flood";
+  const guint64 resent = stat("packets-resent"), refused = stat("retransmissions-refused"),
+                sent = stat("packets-sent");
+  std::printf("NACK flood: %u NACK packets (%u packets asked each), %" G_GUINT64_FORMAT
+              " resent, %" G_GUINT64_FORMAT " refused, %" G_GUINT64_FORMAT " sent\n",
+              sent_nacks, 17 * kPairs, resent, refused, sent);
+  EXPECT_LE(double(resent), double(sent) / 2 + RetransmitGuard::kBurst);
+  EXPECT_GT(refused, 10000u);
 }
 
 // Released viewers stay as long as their reports come: with an 8 s
