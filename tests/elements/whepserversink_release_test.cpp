@@ -212,7 +212,7 @@ TEST(WhepServerSinkRelease, ANackFloodIsAnsweredWithinTheViewersBudget) {
               " resent, %" G_GUINT64_FORMAT " refused, %" G_GUINT64_FORMAT " sent\n",
               sent_nacks, 17 * kPairs, resent, refused, sent);
   EXPECT_LE(double(resent), double(sent) / 2 + RetransmitGuard::kBurst);
-  EXPECT_GT(refused, 10000u);
+  EXPECT_GT(refused, resent) << "the flood asked for far more than the budget";
 }
 
 // Released viewers stay as long as their reports come: with an 8 s
