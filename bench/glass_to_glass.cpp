@@ -142,6 +142,26 @@ std::vector<std::string> split(const std::string &s) {
   return out;
 }
 
+// Parses `desc`, puts `probe` (with `data`) on the `pad` pad of its element
+// `name` and sets it playing; null and *error if it does not parse.
+GstElement *launch_probed(const std::string &desc, const char *name, const char *pad,
+                          GstPadProbeCallback probe, gpointer data, std::string *error) {
+  GError *err = nullptr;
+  GstElement *pipe = gst_parse_launch(desc.c_str(), &err);
+  if (!pipe) {
+    *error = err ? err->message : desc;
+    g_clear_error(&err);
+    return nullptr;
+  }
+  GstElement *e = gst_bin_get_by_name(GST_BIN(pipe), name);
+  GstPad *p = gst_element_get_static_pad(e, pad);
+  gst_pad_add_probe(p, GST_PAD_PROBE_TYPE_BUFFER, probe, data, nullptr);
+  gst_object_unref(p);
+  gst_object_unref(e);
+  gst_element_set_state(pipe, GST_STATE_PLAYING);
+  return pipe;
+}
+
 bool pump_until(GstElement *pipe_a, GstElement *pipe_b, double until_ms, std::string *error) {
   GstElement *pipes[2] = {pipe_a, pipe_b};
   while (bench::now_ms() < until_ms) {
@@ -211,35 +231,13 @@ Result run_one(const Options &o, const std::string &mode, const std::string &cod
       "whepsrc name=play whep-endpoint=http://127.0.0.1:%u/whep ice-addresses=127.0.0.1 audio=false "
       "video-codecs=%s ! video/x-raw ! fakesink name=screen sync=false async=false",
       whep, codec.c_str());
-  GError *err = nullptr;
-  GstElement *pub = gst_parse_launch(pub_desc.c_str(), &err);
-  if (!pub) {
-    r.error = err ? err->message : "publisher pipeline";
-    g_clear_error(&err);
-    return r;
-  }
-  GstElement *cam = gst_bin_get_by_name(GST_BIN(pub), "cam");
-  GstPad *campad = gst_element_get_static_pad(cam, "src");
-  gst_pad_add_probe(campad, GST_PAD_PROBE_TYPE_BUFFER, capture_probe, &s, nullptr);
-  gst_object_unref(campad);
-  gst_object_unref(cam);
-  gst_element_set_state(pub, GST_STATE_PLAYING);
+  GstElement *pub = launch_probed(pub_desc, "cam", "src", capture_probe, &s, &r.error);
+  if (!pub) return r;
   GstElement *play = nullptr;
+  // Nothing is measured until the window is set, once the extras are in.
   auto start_player = [&] {
-    play = gst_parse_launch(play_desc.c_str(), &err);
-    if (!play) {
-      r.error = err ? err->message : "player pipeline";
-      g_clear_error(&err);
-      return false;
-    }
-    GstElement *screen = gst_bin_get_by_name(GST_BIN(play), "screen");
-    GstPad *sp = gst_element_get_static_pad(screen, "sink");
-    gst_pad_add_probe(sp, GST_PAD_PROBE_TYPE_BUFFER, display_probe, &s, nullptr);
-    gst_object_unref(sp);
-    gst_object_unref(screen);
-    // Nothing is measured until the window is set, once the extras are in.
-    gst_element_set_state(play, GST_STATE_PLAYING);
-    return true;
+    play = launch_probed(play_desc, "screen", "sink", display_probe, &s, &r.error);
+    return play != nullptr;
   };
   // The load the latency must hold under: --extra-viewers lean viewers
   // (fanout's load generators, see fanout.cpp) on the same input, connected
