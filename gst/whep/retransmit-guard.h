@@ -8,14 +8,15 @@
 // NACKs in a loop had the relay resend as fast as it asked: thousands of
 // times what it sent it, on the fan-out's CPU. And receivers that NACK a
 // packet that is merely late (rtpjitterbuffer's rtx-next-seqnum default)
-// got copies of packets already on their way. The rules, those libwebrtc's
-// sender keeps:
+// got copies of packets already on their way. The rules:
+//  * a packet is resent to a viewer at most once per round trip (never
+//    sooner than kMinIntervalUs after its last resend), as libwebrtc's
+//    packet history does;
 //  * a packet handed to the viewer less than one round trip ago is not
 //    resent: its loss cannot have been seen yet;
-//  * a packet is resent to a viewer at most once per round trip (never
-//    sooner than kMinIntervalUs after its last resend);
-//  * resends are budgeted: at most one per two packets sent to the viewer,
-//    plus a burst of kBurst (a keyframe lost whole is repaired at once).
+//  * resends are budgeted (libwebrtc caps its retransmission rate too): at
+//    most one per two packets sent to the viewer, plus a burst of kBurst
+//    (a keyframe lost whole is repaired at once).
 // Refused requests are counted (the viewer's `retransmissions-refused`).
 //
 // Memory: nothing per viewer until its first NACK (most never send one).
