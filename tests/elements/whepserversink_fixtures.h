@@ -195,11 +195,13 @@ class Viewer {
     IceSettings ice;
     ice.local_addresses = {"127.0.0.1"};
     configure_ice(webrtc.get(), ice);
-    // As whepsrc (and browsers) do: NACK only packets a later one shows
-    // missing. rtpjitterbuffer's default also NACKs the next packet when it
-    // is a little late, which on this loss-free loopback made the relay
-    // retransmit ~5 % of the packets.
-    nack_only_gaps(webrtc.get());
+    // rtpjitterbuffer's default (rtx-next-seqnum) is kept here, unlike in
+    // whepsrc (nack_only_gaps): these viewers also NACK packets that are
+    // merely late, ~5 % of them on this loopback, and the relay resends
+    // those. Turning it off delays each viewer's first SRTCP, and so its
+    // webrtcbin's release, by about a second, and that longer window made
+    // two old races show under ASan (a video stall of one of ten viewers;
+    // RTPSession's stats read during churn): see the session-14 notes.
     gst_bin_add(GST_BIN(pipeline.get()), gobj::ref(webrtc.get()).release());
     std::string vcaps = std::string("application/x-rtp,media=video,clock-rate=90000,encoding-name=") +
                         opts.video_codec + ",payload=" + std::to_string(opts.video_pt) +
